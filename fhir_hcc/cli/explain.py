@@ -1,0 +1,40 @@
+"""`fhir-hcc explain SOURCE PATIENT_ID`: why a patient is in or out, with the sources behind it."""
+
+from __future__ import annotations
+
+import argparse
+
+from fhir_hcc.cli.cohort import add_source_arguments, build_from_args
+from fhir_hcc.errors import FhirHccError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="show how one patient was derived, field by field, with sources"
+    )
+    add_source_arguments(parser)
+    parser.add_argument("patient_id", metavar="PATIENT_ID", help="Patient logical id")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = build_from_args(args)
+    patient = result.patients.get(args.patient_id)
+    if patient is None:
+        raise FhirHccError(f"{args.source}: no resources for patient {args.patient_id!r}")
+    verdict = "INCLUDED" if patient.included else f"EXCLUDED: {patient.reason}"
+    print(f"Patient/{patient.patient_id}: {verdict}")
+    print("derivation:")
+    for step in patient.steps:
+        print(f"  - {step}")
+    if patient.row:
+        print("fields:")
+        for column, value in patient.row.items():
+            sources = ", ".join(patient.provenance.get(column, []))
+            print(f"  {column:<22} {'' if value is None else value!s:<14} {sources}")
+    notes = result.qc[result.qc["patient_id"] == patient.patient_id]
+    if len(notes):
+        print("data-quality notes:")
+        for note in notes.itertuples():
+            print(f"  - {note.rule}: {note.source} {note.detail}")
+    return 0

@@ -1,0 +1,152 @@
+"""The cohort stage end to end: source -> mappers -> patient facts -> cohort table, flow and QC."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fhir_hcc.cohort.derive import STAGES, PatientResult, derive_patient
+from fhir_hcc.cohort.evidence import merge_replaced_patients, prepare
+from fhir_hcc.config import CohortConfig, load_config
+from fhir_hcc.errors import InputError
+from fhir_hcc.facts import Collected, Note
+from fhir_hcc.mappers import MapContext, map_resource
+from fhir_hcc.mappings import Mappings, load_mappings
+from fhir_hcc.sources import InputProblem, Source, open_source
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "patient_id", "sex", "age_at_surgery", "hbv_status", "treatment_group", "downstaging_start",
+    "surgery_date", "resection_extent", "complete_necrosis", "recurrence", "recurrence_date",
+    "recurrence_site", "death", "death_date", "last_contact_date", "os_months", "os_event",
+    "rfs_months", "rfs_event",
+)  # fmt: skip
+EXTRA_COLUMNS = (
+    "os_days", "rfs_days", "dx_date", "downstaging_end", "n_cycles", "max_agents_in_cycle",
+    "sequence_order", "afp_pre_downstaging", "afp_pre_surgery", "flags", "provenance",
+)  # fmt: skip
+QC_COLUMNS = ("patient_id", "rule", "source", "detail")
+
+
+@dataclass(slots=True)
+class CohortResult:
+    """The cohort table (one row per included patient), the flow diagram counts, QC records,
+    and every patient's derivation (for `explain`)."""
+
+    table: pd.DataFrame
+    flow: dict[str, Any]
+    qc: pd.DataFrame
+    patients: dict[str, PatientResult] = field(repr=False)
+    problems: list[InputProblem] = field(repr=False)
+
+
+def build_cohort(
+    source: str | Path | Source,
+    config: CohortConfig | str | Path | None = None,
+    *,
+    strict: bool = False,
+    mappings: Mappings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CohortResult:
+    """Build the salvage-surgery cohort from FHIR resources.
+
+    `source` is a directory or file of FHIR JSON / NDJSON(.gz), an http(s) FHIR base URL, or a
+    `Source`. With `strict`, the first bad input raises `InputError`; otherwise it is counted
+    in the flow and QC and the run goes on.
+    """
+    if not isinstance(config, CohortConfig):
+        config = load_config(config)
+    mappings = mappings or load_mappings(config.mappings)
+    collected = collect(open_source(source), mappings, config, strict=strict, progress=progress)
+    return derive_cohort(collected, config)
+
+
+def collect(
+    source: Source,
+    mappings: Mappings,
+    config: CohortConfig,
+    *,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Collected:
+    """Stream every resource of a source through the mappers into per-patient facts."""
+    collected = Collected()
+    problems: list[InputProblem] = []
+
+    def report(problem: InputProblem) -> None:
+        if strict:
+            raise InputError(str(problem))
+        log.warning("%s", problem)
+        problems.append(problem)
+
+    ctx = MapContext(mappings, collected, report, config.zone())
+    for count, (resource, origin) in enumerate(source.read(report), start=1):
+        map_resource(resource, origin, ctx)
+        if progress is not None and count % 100_000 == 0:
+            progress(count)
+    collected.problems = problems
+    return collected
+
+
+def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
+    merge_replaced_patients(collected)
+    patients: dict[str, PatientResult] = {}
+    notes: list[Note] = list(collected.notes)
+    for patient_id in sorted(collected.patients):
+        evidence = prepare(collected.patients[patient_id], collected.medications)
+        patients[patient_id] = derive_patient(evidence, config)
+        notes += evidence.notes
+    rows = [_row(result) for result in patients.values() if result.included]
+    table = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
+    table = table.astype({"age_at_surgery": "Int64", "os_event": "int64", "rfs_event": "int64"})
+    problems = collected.problems
+    qc = pd.DataFrame(
+        [(n.patient, n.rule, n.source, n.detail) for n in notes]
+        + [("", "input_problem", p.resource or "", str(p)) for p in problems],
+        columns=list(QC_COLUMNS),
+    )
+    return CohortResult(table, flow_counts(patients, collected), qc, patients, problems)
+
+
+def _row(result: PatientResult) -> dict[str, Any]:
+    row = dict(result.row)
+    row["provenance"] = json.dumps(result.provenance, sort_keys=True)
+    return row
+
+
+def flow_counts(patients: dict[str, PatientResult], collected: Collected) -> dict[str, Any]:
+    """CONSORT/STROBE counts: how many reached each step, and why the others left there."""
+    reached = Counter(result.stage for result in patients.values())
+    steps = []
+    remaining = len(patients)
+    for index, stage in enumerate(STAGES):
+        left = Counter(
+            result.reason
+            for result in patients.values()
+            if result.stage == stage and result.reason is not None
+        )
+        steps.append({"step": stage, "n": remaining, "left_out": dict(sorted(left.items()))})
+        if index + 1 < len(STAGES):
+            remaining -= sum(left.values())
+    included = reached["included"]
+    assert steps[-1]["n"] == included
+    problems = Counter(problem.message.split(" (")[0] for problem in collected.problems)
+    return {
+        "steps": steps,
+        "included": included,
+        "excluded": dict(sorted(steps[-2]["left_out"].items())),
+        "input": {
+            "resources_read": dict(sorted(collected.resources_read.items())),
+            "problems": len(collected.problems),
+            "problems_by_kind": dict(sorted(problems.items())),
+            "skipped": dict(sorted(collected.skipped.items())),
+        },
+    }

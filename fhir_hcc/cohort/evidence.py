@@ -1,0 +1,124 @@
+"""A patient's facts made ready for derivation: merged, de-duplicated and medication-resolved."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from fhir_hcc.facts import Collected, Fact, Note, PatientFacts
+
+# Facts of these kinds on dates one day apart from different resources are one event recorded
+# twice (time zones, late entry); drug doses are not, since PIAF gives the same drug daily.
+_ONE_DAY_TOLERANCE = {"resection", "y90", "transplant", "ablation", "embolization"}
+
+
+@dataclass(slots=True)
+class Evidence:
+    """The facts of one patient, by kind, with the data-quality notes made while preparing them."""
+
+    patient: PatientFacts
+    by_kind: dict[str, list[Fact]]
+    notes: list[Note] = field(default_factory=list)
+
+    def of(self, kind: str, *values: str) -> list[Fact]:
+        facts = self.by_kind.get(kind, [])
+        return [fact for fact in facts if not values or fact.value in values]
+
+    def dated(self, kind: str, *values: str) -> list[Fact]:
+        """Facts with a usable (at least month-precision) date, earliest first."""
+        found = [f for f in self.of(kind, *values) if f.date and f.date.precision != "year"]
+        return sorted(found, key=lambda fact: fact.date.day)  # type: ignore[union-attr]
+
+    def note(self, rule: str, source: str, detail: str) -> None:
+        self.notes.append(Note(self.patient.patient_id, rule, source, detail))
+
+
+def merge_replaced_patients(collected: Collected) -> None:
+    """Fold patients marked `replaced-by` into the record that replaces them."""
+    for patient_id, record in list(collected.patients.items()):
+        demographics = record.demographics
+        target_id = demographics.replaced_by if demographics else None
+        if not target_id or target_id == patient_id:
+            continue
+        target = collected.patient(target_id)
+        target.facts.extend(record.facts)
+        for day, source in record.contacts.items():
+            target.contacts.setdefault(day, source)
+        collected.note(target_id, "patient_merged", f"Patient/{patient_id}", "link replaced-by")
+        del collected.patients[patient_id]
+
+
+def prepare(record: PatientFacts, medications: dict[str, list[str]]) -> Evidence:
+    evidence = Evidence(record, {})
+    facts = _resolve_medications(record.facts, medications, evidence)
+    facts = _drop_repeated_sources(facts)
+    by_kind: dict[str, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        by_kind[fact.kind].append(fact)
+    evidence.by_kind = {kind: _collapse(kind, group, evidence) for kind, group in by_kind.items()}
+    return evidence
+
+
+def _resolve_medications(
+    facts: list[Fact], medications: dict[str, list[str]], evidence: Evidence
+) -> list[Fact]:
+    resolved: list[Fact] = []
+    for fact in facts:
+        pending = fact.get("medication") if fact.kind == "drug" else None
+        if pending is None:
+            resolved.append(fact)
+            continue
+        classes = medications.get(pending)
+        if classes is None:
+            evidence.note(
+                "reference_to_nothing", fact.source, f"Medication/{pending} not in the data"
+            )
+            continue
+        resolved.extend(replace(fact, value=cls, via=f"Medication/{pending}") for cls in classes)
+    return resolved
+
+
+def _drop_repeated_sources(facts: list[Fact]) -> list[Fact]:
+    """The same resource read twice (in two files, or twice in one) gives identical facts."""
+    seen: set[tuple[str, str, date | None, str]] = set()
+    unique = []
+    for fact in facts:
+        key = (fact.kind, fact.value, fact.date.day if fact.date else None, fact.source)
+        if key not in seen:
+            seen.add(key)
+            unique.append(fact)
+    return unique
+
+
+def _collapse(kind: str, facts: list[Fact], evidence: Evidence) -> list[Fact]:
+    """One fact per event: same kind and class on the same date (±1 day for procedures)."""
+    tolerance = 1 if kind in _ONE_DAY_TOLERANCE else 0
+    kept: list[Fact] = []
+    for fact in sorted(facts, key=_sort_key):
+        twin = next((k for k in kept if _same_event(k, fact, tolerance)), None)
+        if twin is None:
+            kept.append(fact)
+            continue
+        if twin.source != fact.source:
+            evidence.note("duplicate_collapsed", fact.source, f"same {kind} as {twin.source}")
+        if kind == "resection":  # one operation: the union of the segments documented
+            segments = twin.get("segments", frozenset()) | fact.get("segments", frozenset())
+            twin.data = {**(twin.data or {}), "segments": segments}
+    return kept
+
+
+def _sort_key(fact: Fact) -> tuple[date, str]:
+    return (fact.date.day if fact.date else date.min, fact.source)
+
+
+def _same_event(first: Fact, second: Fact, tolerance: int) -> bool:
+    if first.kind == "resection":
+        same_class = True  # two codes for one operation may disagree; the segments decide
+    else:
+        same_class = first.value == second.value
+    if not same_class or first.date is None or second.date is None:
+        return False
+    return (
+        abs((first.date.day - second.date.day).days) <= tolerance and first.source != second.source
+    )

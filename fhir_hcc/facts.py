@@ -1,0 +1,92 @@
+"""Patient facts: what the mappers extract from resources, kept per patient.
+
+A fact is one classified piece of evidence (an HCC diagnosis, an HBsAg result, a drug dose, a
+resection, ...) with its date and the resource it came from. Contact dates are folded into one
+date -> source map per patient, so memory grows with a patient's days of care, not with the
+number of resources read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from fhir_hcc.dates import FhirDate
+
+
+@dataclass(slots=True)
+class Fact:
+    kind: str  # hcc, hbv, drug, procedure, necrosis, disease_status, secondary, death, afp, ...
+    value: str  # the class within the kind, e.g. "definite", "positive", "doxorubicin"
+    date: FhirDate | None
+    source: str  # "Type/id" of the resource
+    via: str = ""  # how it matched: "icd-10|C22.0", "text", ...
+    data: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default) if self.data else default
+
+
+@dataclass(slots=True)
+class Demographics:
+    source: str
+    gender: str | None = None
+    birth_date: FhirDate | None = None
+    birth_sex: str | None = None
+    deceased: bool = False
+    deceased_date: FhirDate | None = None
+    replaced_by: str | None = None  # Patient.link type replaced-by
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A data-quality decision, written to qc.csv."""
+
+    patient: str
+    rule: str
+    source: str
+    detail: str
+
+
+@dataclass(slots=True)
+class PatientFacts:
+    patient_id: str
+    demographics: Demographics | None = None
+    facts: list[Fact] = field(default_factory=list)
+    contacts: dict[date, str] = field(default_factory=dict)
+
+    def add_contact(self, day: FhirDate | None, source: str) -> None:
+        if day is not None and day.precision == "day":
+            self.contacts.setdefault(day.day, source)
+
+    def of(self, kind: str) -> list[Fact]:
+        return [fact for fact in self.facts if fact.kind == kind]
+
+
+@dataclass(slots=True)
+class Collected:
+    """Everything the mapping stage produced for one run."""
+
+    patients: dict[str, PatientFacts] = field(default_factory=dict)
+    # Medication id -> drug classes, for administrations that reference a Medication resource.
+    medications: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    resources_read: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    problems: list[Any] = field(default_factory=list)  # InputProblems reported while reading
+
+    def patient(self, patient_id: str) -> PatientFacts:
+        found = self.patients.get(patient_id)
+        if found is None:
+            found = self.patients[patient_id] = PatientFacts(patient_id)
+        return found
+
+    def note(self, patient: str, rule: str, source: str, detail: str) -> None:
+        self.notes.append(Note(patient, rule, source, detail))
+
+    def skip(self, patient: str, reason: str, source: str, detail: str = "") -> None:
+        """Count (and note) a resource that is read but deliberately not used."""
+        self.skipped[reason] += 1
+        self.note(patient, reason, source, detail)

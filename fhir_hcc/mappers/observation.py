@@ -1,0 +1,193 @@
+"""Observation: HBsAg, AFP, tumour necrosis, cancer disease status, vital status.
+
+This is the hot path of a large export (most resources are routine labs), so a noise
+Observation costs one index lookup per coding and adds only its date as a contact.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fhir_hcc.mappers.context import MapContext, codings, extension_values
+from fhir_hcc.mappings import Mappings, Match
+
+_DROPPED = {"entered-in-error", "cancelled"}
+_OBSERVATION_CONCEPTS = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
+_LEGACY_STATUS_CODE = "disease_status_legacy"
+
+
+def map_observation(resource: dict[str, Any], ctx: MapContext) -> None:
+    patient = ctx.patient_id(resource, "subject", "patient")
+    if patient is None:
+        return
+    day = ctx.choice_date(resource, "effective", patient=patient)
+    if resource.get("status") in _DROPPED:
+        ctx.skip(patient, f"{resource['status']}_dropped", "status")
+        return
+    ctx.contact(patient, day)
+    index = _index(ctx.mappings)
+    normalise = ctx.mappings.normalise
+    for coding in codings(resource.get("code")):
+        for match in index.get(normalise(coding.get("system"), coding.get("code")), ()):
+            _HANDLERS[match.concept](patient, match, resource, day, ctx)
+            return
+    value = resource.get("valueCodeableConcept")
+    if value is not None:
+        _map_coded_value(patient, value, day, ctx)
+
+
+@cache
+def _index(mappings: Mappings) -> dict[tuple[str, str], list[Match]]:
+    return mappings.index(_OBSERVATION_CONCEPTS)
+
+
+def _map_hbv(
+    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+) -> None:
+    if match.cls == "do_not_use":
+        ctx.skip(patient, "code_not_used", f"{match.code}: {match.display}")
+        return
+    if match.cls in ("hbsag_positive_finding", "hbsag_negative_finding"):
+        result = "positive" if match.cls == "hbsag_positive_finding" else "negative"
+    elif match.cls == "hbsag_quantitative":
+        result = _quantitative_result(resource, match, ctx)
+    elif match.cls == "hbsag_test":
+        result = _qualitative_result(resource, ctx)
+    else:
+        return  # HBV DNA is supportive only: not the paper's definition
+    if result is None:
+        ctx.skip(patient, "hbsag_result_unreadable", "value[x] gives no positive/negative result")
+        return
+    ctx.fact(patient, "hbv", result, day, match)
+
+
+def _qualitative_result(resource: dict[str, Any], ctx: MapContext) -> str | None:
+    mappings = ctx.mappings
+    for match in mappings.classify("results", resource.get("valueCodeableConcept")):
+        return match.cls
+    text = resource.get("valueString")
+    if isinstance(text, str):
+        found = mappings.match_text("results", text)
+        if found:
+            return found.cls
+    return _interpretation(resource, ctx)
+
+
+def _quantitative_result(resource: dict[str, Any], match: Match, ctx: MapContext) -> str | None:
+    interpreted = _interpretation(resource, ctx)
+    if interpreted:
+        return interpreted
+    quantity = resource.get("valueQuantity") or {}
+    value = quantity.get("value")
+    threshold = ctx.mappings.table("hepatitis_b", "quantitative").get("positive_threshold", 0.05)
+    if not isinstance(value, int | float):
+        return None
+    return "positive" if value >= threshold else "negative"
+
+
+def _interpretation(resource: dict[str, Any], ctx: MapContext) -> str | None:
+    for concept in resource.get("interpretation") or []:
+        for match in ctx.mappings.classify("results", concept):
+            return match.cls
+    return None
+
+
+def _map_afp(
+    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+) -> None:
+    if match.cls == "not_afp_level":
+        return
+    quantity = resource.get("valueQuantity") or {}
+    value = quantity.get("value")
+    unit = quantity.get("code") or quantity.get("unit")
+    factor = ctx.mappings.table("afp", "units").get(unit)
+    if not isinstance(value, int | float) or factor is None:
+        ctx.skip(patient, "afp_unreadable", f"value {value!r} unit {unit!r}")
+        return
+    ctx.fact(
+        patient,
+        "afp",
+        match.cls,
+        day,
+        match,
+        ng_per_ml=round(value * factor, 3),
+        comparator=quantity.get("comparator"),
+    )
+
+
+def _map_pathology(
+    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+) -> None:
+    if match.cls == "necrosis_percent":
+        value = (resource.get("valueQuantity") or {}).get("value")
+        if not isinstance(value, int | float):
+            ctx.skip(patient, "necrosis_unreadable", "valueQuantity.value missing")
+            return
+        result = "complete" if value >= 100 else "incomplete"
+        ctx.fact(patient, "necrosis", result, day, match, percent=value)
+        return
+    texts = [resource.get("valueString"), (resource.get("valueCodeableConcept") or {}).get("text")]
+    complete = ctx.mappings.match_text("pathology", *texts) or any(
+        m.cls == "complete_response_value"
+        for m in ctx.mappings.classify("pathology", resource.get("valueCodeableConcept"))
+    )
+    if complete:
+        ctx.fact(patient, "necrosis", "complete", day, f"{match.describe()} (report text)")
+
+
+def _map_disease_status(
+    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+) -> None:
+    if match.cls not in ("disease_status", _LEGACY_STATUS_CODE):
+        return  # a value code of the recurrence file used as Observation.code: nothing to read
+    if match.cls == _LEGACY_STATUS_CODE:
+        ctx.collected.note(patient, "mcode_stu1_normalised", ctx.ref, "88040-1 read as 97509-4")
+    values = ctx.mappings.classify("recurrence", resource.get("valueCodeableConcept"))
+    if not values:
+        ctx.skip(patient, "disease_status_unmapped_value", "valueCodeableConcept")
+        return
+    evidence = _evidence_type(resource, ctx)
+    ctx.fact(patient, "disease_status", values[0].cls, day, match, evidence=evidence)
+
+
+def _evidence_type(resource: dict[str, Any], ctx: MapContext) -> str | None:
+    urls = ctx.mappings.extension_urls("disease_status_evidence_type")
+    for extension in extension_values(resource, urls):
+        for match in ctx.mappings.classify("recurrence", extension.get("valueCodeableConcept")):
+            return match.cls
+    return None
+
+
+def _map_vital(
+    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+) -> None:
+    if match.cls == "vital_status":
+        values = ctx.mappings.classify("death", resource.get("valueCodeableConcept"))
+        state = values[0].cls if values else None
+    else:
+        state = match.cls
+    if state in ("dead", "death_event"):
+        ctx.fact(patient, "death", "dead", day, match)
+    elif state == "lost_to_follow_up":
+        ctx.collected.note(patient, "lost_to_follow_up", ctx.ref, "censored at last contact")
+
+
+def _map_coded_value(patient: str, value: dict[str, Any], day: Any, ctx: MapContext) -> None:
+    """Findings carried as an Observation value under a generic code (e.g. "HBsAg positive")."""
+    for match in ctx.mappings.classify("hepatitis_b", value):
+        if match.cls in ("hbsag_positive_finding", "hbsag_negative_finding"):
+            result = "positive" if match.cls == "hbsag_positive_finding" else "negative"
+            ctx.fact(patient, "hbv", result, day, f"value {match.describe()}")
+    for match in ctx.mappings.classify("death", value):
+        if match.cls in ("dead", "death_event"):
+            ctx.fact(patient, "death", "dead", day, f"value {match.describe()}")
+
+
+_HANDLERS = {
+    "hepatitis_b": _map_hbv,
+    "afp": _map_afp,
+    "pathology": _map_pathology,
+    "recurrence": _map_disease_status,
+    "death": _map_vital,
+}

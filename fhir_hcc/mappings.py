@@ -1,0 +1,270 @@
+"""Mapping files (code lists and text patterns kept as data in `mappings/`) and the matcher.
+
+A concept file lists codes and text patterns, each with a class (for example `hcc.toml`:
+`definite`, `not_hcc`, ...). A site may layer its own directory over the shipped one: files with
+the same name add rows (their patterns are tried first). Matching is on the pair (canonical
+system, normalised code); text patterns are a fallback used only when no coding matches, and every
+match records which path it took so that each classification can be audited.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fhir_hcc.errors import ConfigError
+
+SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+# Files that configure matching rather than list a clinical concept.
+_META_FILES = {"systems", "extensions"}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One classification of a coding or text, with the path that produced it."""
+
+    concept: str
+    cls: str
+    system: str
+    code: str
+    display: str
+    via: str  # "code" or "text"
+    status: str
+
+    def describe(self) -> str:
+        if self.via == "text":
+            return f"{self.concept}.{self.cls} by text pattern"
+        return f"{self.concept}.{self.cls} by {self.system}|{self.code}"
+
+
+@dataclass(slots=True)
+class _System:
+    canonical: str
+    normalise: str
+
+
+@dataclass(slots=True)
+class _Concept:
+    name: str
+    exact: dict[tuple[str, str], Match] = field(default_factory=dict)
+    prefixes: list[tuple[str, str, Match]] = field(default_factory=list)
+    patterns: list[tuple[re.Pattern[str], Match]] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)
+
+
+_ICDO3 = re.compile(r"^M?(\d{4})[/\-]?(\d)$", re.IGNORECASE)
+
+
+class Mappings:
+    """All mapping files of one run, indexed for fast matching."""
+
+    def __init__(self, directories: Sequence[Path]) -> None:
+        self.directories = tuple(directories)
+        self._systems: dict[str, _System] = {}
+        self._concepts: dict[str, _Concept] = {}
+        self.extensions: dict[str, frozenset[str]] = {}
+        for directory in self.directories:
+            self._load_directory(directory)
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load_directory(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise ConfigError(f"{directory}: mapping directory not found")
+        files = sorted(directory.glob("*.toml"))
+        for path in files:
+            if path.stem == "systems":
+                self._load_systems(path, _read_toml(path))
+        for path in files:
+            data = _read_toml(path)
+            if path.stem == "extensions":
+                for key, urls in data.get("extensions", {}).items():
+                    self.extensions[key] = self.extensions.get(key, frozenset()) | set(urls)
+            elif path.stem not in _META_FILES:
+                self._load_concept(path, data)
+
+    def _load_systems(self, path: Path, data: dict[str, Any]) -> None:
+        for row in data.get("systems", []):
+            system = _System(_require(row, "canonical", path), row.get("normalise", "none"))
+            for uri in (system.canonical, *row.get("aliases", [])):
+                self._systems[uri] = system
+
+    def _load_concept(self, path: Path, data: dict[str, Any]) -> None:
+        name = data.get("concept", path.stem)
+        concept = self._concepts.setdefault(name, _Concept(name))
+        for key, value in data.items():
+            if isinstance(value, dict) and key != "classes":
+                concept.tables.setdefault(key, {}).update(value)
+        for row in data.get("codes", []):
+            self._add_code(concept, path, row)
+        site_patterns = [self._pattern(name, path, row) for row in data.get("patterns", [])]
+        concept.patterns[:0] = site_patterns  # a later (site) directory's patterns are tried first
+
+    def _add_code(self, concept: _Concept, path: Path, row: dict[str, Any]) -> None:
+        systems = row.get("system")
+        code = _require(row, "code", path)
+        for system_uri in [systems] if isinstance(systems, str) else systems or []:
+            system = self._systems.get(system_uri)
+            if system is None:
+                raise ConfigError(
+                    f"{path}: code {code}: system {system_uri} is not in systems.toml"
+                )
+            match = Match(
+                concept.name,
+                _require(row, "class", path),
+                system.canonical,
+                code,
+                row.get("display", ""),
+                "code",
+                row.get("status", ""),
+            )
+            if code.endswith("*"):
+                prefix = _normalise_code(system.normalise, code[:-1])
+                concept.prefixes.append((system.canonical, prefix, match))
+            else:
+                concept.exact[(system.canonical, _normalise_code(system.normalise, code))] = match
+
+    @staticmethod
+    def _pattern(name: str, path: Path, row: dict[str, Any]) -> tuple[re.Pattern[str], Match]:
+        regex = _require(row, "regex", path)
+        try:
+            compiled = re.compile(regex)
+        except re.error as error:
+            raise ConfigError(f"{path}: pattern {regex!r}: {error}") from None
+        cls = _require(row, "class", path)
+        return compiled, Match(name, cls, "", "", regex, "text", row.get("status", "rule"))
+
+    # -- matching --------------------------------------------------------------------------
+    def normalise(self, system: str | None, code: str | None) -> tuple[str, str]:
+        """The (canonical system, normalised code) pair a coding is matched on."""
+        if not system or not code:
+            return system or "", code or ""
+        known = self._systems.get(system) or self._systems.get(system.rstrip("/"))
+        if known is None:
+            return system, code.strip()
+        return known.canonical, _normalise_code(known.normalise, code)
+
+    def match_coding(self, concept: str, coding: dict[str, Any]) -> Match | None:
+        index = self._concept(concept)
+        key = self.normalise(coding.get("system"), coding.get("code"))
+        found = index.exact.get(key)
+        if found is not None:
+            return found
+        system, code = key
+        for prefix_system, prefix, match in index.prefixes:
+            if system == prefix_system and code.startswith(prefix):
+                return match
+        return None
+
+    def match_codings(self, concept: str, codings: Iterable[dict[str, Any]]) -> list[Match]:
+        found = (self.match_coding(concept, coding) for coding in codings)
+        return [match for match in found if match is not None]
+
+    def match_text(self, concept: str, *texts: str | None) -> Match | None:
+        for pattern, match in self._concept(concept).patterns:
+            if any(text and pattern.search(text) for text in texts):
+                return match
+        return None
+
+    def classify(self, concept: str, concept_value: dict[str, Any] | None) -> list[Match]:
+        """Match a CodeableConcept: its codings first, its text and displays only as a fallback."""
+        if not concept_value:
+            return []
+        codings = concept_value.get("coding") or []
+        matches = self.match_codings(concept, codings)
+        if matches:
+            return matches
+        texts = [concept_value.get("text"), *(coding.get("display") for coding in codings)]
+        text_match = self.match_text(concept, *texts)
+        return [text_match] if text_match else []
+
+    def table(self, concept: str, name: str) -> dict[str, Any]:
+        return self._concept(concept).tables.get(name, {})
+
+    def extension_urls(self, key: str) -> frozenset[str]:
+        return self.extensions.get(key, frozenset())
+
+    def codes(self, concept: str, *classes: str) -> list[tuple[str, str]]:
+        """Exact (system, code) pairs of a concept's classes, in canonical spelling."""
+        index = self._concept(concept)
+        return [
+            (match.system, match.code)
+            for match in index.exact.values()
+            if not classes or match.cls in classes
+        ]
+
+    def search_codes(self) -> dict[str, list[tuple[str, str]]]:
+        """The codes a server pull searches for, by resource type (see fhir_hcc.server)."""
+        return {
+            "Condition": self.codes("hcc", "definite", "unspecified_primary", "not_hcc"),
+            "Procedure": self.codes("resection") + self.codes("y90") + self.codes("transplant"),
+            "Observation": sorted(
+                {
+                    pair
+                    for concept in ("hepatitis_b", "afp", "pathology", "recurrence", "death")
+                    for pair in self.codes(concept)
+                }
+            ),
+            "MedicationAdministration": self.codes("chemotherapy"),
+        }
+
+    def index(self, concepts: Sequence[str]) -> dict[tuple[str, str], list[Match]]:
+        """One (system, code) -> matches index over several concepts, for one-pass lookups."""
+        index: dict[tuple[str, str], list[Match]] = {}
+        for name in concepts:
+            for key, match in self._concept(name).exact.items():
+                index.setdefault(key, []).append(match)
+        return index
+
+    def has_prefixes(self, concept: str) -> bool:
+        return bool(self._concept(concept).prefixes)
+
+    def concepts(self) -> list[str]:
+        return sorted(self._concepts)
+
+    def _concept(self, name: str) -> _Concept:
+        try:
+            return self._concepts[name]
+        except KeyError:
+            raise ConfigError(f"no mapping file defines concept {name!r}") from None
+
+
+def _normalise_code(kind: str, code: str) -> str:
+    code = code.strip()
+    if kind == "icd":
+        return code.replace(".", "").upper()
+    if kind == "upper":
+        return code.upper()
+    if kind == "icdo3":
+        morphology = _ICDO3.match(code)
+        return f"{morphology.group(1)}/{morphology.group(2)}" if morphology else code
+    return code
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read mapping file: {error}") from None
+
+
+def _require(row: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in row:
+        raise ConfigError(f"{path}: a row lacks the required key {key!r}: {row}")
+    return row[key]
+
+
+def mapping_directories(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """The shipped mappings followed by site overrides (FHIR_HCC_MAPPINGS, then `extra`)."""
+    site = os.environ.get("FHIR_HCC_MAPPINGS", "")
+    directories = [SHIPPED_MAPPINGS, *(Path(p) for p in site.split(os.pathsep) if p)]
+    return directories + [Path(p) for p in extra]
+
+
+def load_mappings(extra: Sequence[str | Path] = ()) -> Mappings:
+    return Mappings(mapping_directories(extra))

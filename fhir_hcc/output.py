@@ -1,0 +1,81 @@
+"""Writing a cohort result: the table as CSV or Parquet, flow.json and qc.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+from fhir_hcc.cohort import COLUMNS, CohortResult
+from fhir_hcc.errors import FhirHccError
+
+_DATE_COLUMNS = (
+    "downstaging_start", "surgery_date", "recurrence_date", "death_date", "last_contact_date",
+    "dx_date", "downstaging_end",
+)  # fmt: skip
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """CSV, or Parquet (with date and integer types) when the name ends in .parquet."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".parquet":
+            typed_table(table).to_parquet(path, index=False)
+        else:
+            table.to_csv(path, index=False)
+    except OSError as error:
+        raise FhirHccError(f"{path}: cannot write: {error.strerror}") from None
+
+
+def typed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The cohort with proper types: dates as dates, events as integers, flags as categories."""
+    typed = table.copy()
+    for column in _DATE_COLUMNS:
+        if column in typed:
+            typed[column] = pd.to_datetime(typed[column], format="%Y-%m-%d").dt.date
+    for column in ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis"):
+        typed[column] = typed[column].astype("category")
+    return typed
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a cohort written by `write_table`, checking the contract columns are there."""
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=True)
+    except (OSError, ValueError) as error:
+        raise FhirHccError(f"{path}: cannot read cohort table: {error}") from None
+    missing = [column for column in COLUMNS if column not in table.columns]
+    if missing:
+        raise FhirHccError(f"{path}: not a cohort table, missing column(s) {', '.join(missing)}")
+    return table
+
+
+def write_json(data: object, path: str | Path) -> None:
+    _write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", Path(path))
+
+
+def write_result(
+    result: CohortResult,
+    out: str | Path,
+    flow: str | Path | None = None,
+    qc: str | Path | None = None,
+) -> None:
+    write_table(result.table, out)
+    if flow is not None:
+        write_json(result.flow, flow)
+    if qc is not None:
+        write_table(result.qc, qc)
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as error:
+        raise FhirHccError(f"{path}: cannot write: {error.strerror}") from None

@@ -1,0 +1,195 @@
+"""Where resources come from: files now, FHIR servers through `fhir_hcc.server`.
+
+A source yields `(resource, origin)` pairs one at a time and reports what it cannot read as an
+`InputProblem` instead of raising, so a run can count every skipped line. Inside a Bundle,
+`urn:uuid:` and absolute references to other entries are rewritten to `Type/id`, so the mappers
+only ever see local references.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    location: str
+    line: int | None = None  # NDJSON line or Bundle entry, 1-based
+
+    def __str__(self) -> str:
+        return self.location if self.line is None else f"{self.location}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class InputProblem:
+    origin: Origin
+    resource: str | None  # "Type/id" when known
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        parts = [str(self.origin), self.resource, self.field, self.message]
+        return ": ".join(part for part in parts if part)
+
+
+Report = Callable[[InputProblem], None]
+Item = tuple[dict[str, Any], Origin]
+
+
+class Source(Protocol):
+    def read(self, report: Report) -> Iterator[Item]: ...
+
+
+class FileSource:
+    """A directory (searched recursively) or a single file of FHIR JSON or NDJSON."""
+
+    SUFFIXES = (".json", ".ndjson", ".ndjson.gz")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileSource({str(self.path)!r})"
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        if not self.path.is_dir():
+            from fhir_hcc.errors import InputError
+
+            raise InputError(f"{self.path}: no such file or directory")
+        return sorted(
+            path
+            for path in self.path.rglob("*")
+            if path.is_file() and path.name.endswith(self.SUFFIXES)
+        )
+
+    def read(self, report: Report) -> Iterator[Item]:
+        for path in self.files():
+            if path.name.endswith((".ndjson", ".ndjson.gz")):
+                yield from read_ndjson(path, report)
+            else:
+                yield from read_json(path, report)
+
+
+def read_ndjson(path: Path, report: Report) -> Iterator[Item]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    location = str(path)
+    try:
+        with opener(path, "rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                origin = Origin(location, number)
+                try:
+                    resource = orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    report(InputProblem(origin, None, None, f"malformed JSON ({error.msg})"))
+                    continue
+                if _is_resource(resource, origin, report):
+                    yield resource, origin
+    except (OSError, EOFError) as error:
+        report(InputProblem(Origin(location), None, None, f"cannot read file: {error}"))
+
+
+def read_json(path: Path, report: Report) -> Iterator[Item]:
+    location = str(path)
+    try:
+        resource = orjson.loads(path.read_bytes())
+    except OSError as error:
+        report(InputProblem(Origin(location), None, None, f"cannot read file: {error}"))
+        return
+    except orjson.JSONDecodeError as error:
+        report(InputProblem(Origin(location), None, None, f"malformed JSON ({error.msg})"))
+        return
+    origin = Origin(location)
+    if not _is_resource(resource, origin, report):
+        return
+    if resource["resourceType"] == "Bundle":
+        yield from _bundle_entries(resource, location, report)
+    else:
+        yield resource, origin
+
+
+def _bundle_entries(bundle: dict[str, Any], location: str, report: Report) -> Iterator[Item]:
+    entries = bundle.get("entry")
+    bundle_ref = f"Bundle/{bundle['id']}" if bundle.get("id") else None
+    if not entries:
+        report(InputProblem(Origin(location), bundle_ref, "entry", "Bundle has no entries"))
+        return
+    aliases = _entry_aliases(entries)
+    for number, entry in enumerate(entries, start=1):
+        origin = Origin(location, number)
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if resource is None:
+            report(InputProblem(origin, bundle_ref, "entry.resource", "entry has no resource"))
+            continue
+        if entry.get("search", {}).get("mode") == "outcome":
+            report(InputProblem(origin, None, "entry.search.mode", "search outcome, not data"))
+            continue
+        if not _is_resource(resource, origin, report):
+            continue
+        if resource["resourceType"] == "Bundle":
+            yield from _bundle_entries(resource, location, report)
+            continue
+        if "id" not in resource and entry.get("fullUrl") in aliases:
+            resource["id"] = aliases[entry["fullUrl"]].split("/", 1)[1]
+        if aliases:
+            _rewrite_references(resource, aliases)
+        yield resource, origin
+
+
+def _entry_aliases(entries: list[Any]) -> dict[str, str]:
+    """fullUrl -> "Type/id" for every entry, so references between entries can be made local."""
+    aliases: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        full_url, resource = entry.get("fullUrl"), entry.get("resource")
+        if not full_url or not isinstance(resource, dict) or "resourceType" not in resource:
+            continue
+        resource_id = resource.get("id") or full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        aliases[full_url] = f"{resource['resourceType']}/{resource_id}"
+    return aliases
+
+
+def _rewrite_references(node: Any, aliases: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and value in aliases:
+                node[key] = aliases[value]
+            else:
+                _rewrite_references(value, aliases)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite_references(item, aliases)
+
+
+def _is_resource(value: Any, origin: Origin, report: Report) -> bool:
+    if not isinstance(value, dict):
+        report(InputProblem(origin, None, None, "not a JSON object"))
+        return False
+    resource_type = value.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        ref = f"?/{value['id']}" if isinstance(value.get("id"), str) else None
+        report(InputProblem(origin, ref, "resourceType", "missing resourceType"))
+        return False
+    return True
+
+
+def open_source(spec: str | Path | Source, **server_options: Any) -> Source:
+    """A Source for a path, an http(s) FHIR base URL, or an existing Source object."""
+    if not isinstance(spec, str | Path):
+        return spec
+    text = str(spec)
+    if text.startswith(("http://", "https://")):
+        from fhir_hcc.server import open_server_source
+
+        return open_server_source(text, **server_options)
+    return FileSource(text)
