@@ -1,0 +1,53 @@
+# fhir-hcc: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SEKMET_VENV := .fhir-server/venv
+SEKMET_LOCK := tests/integration/sekmet-requirements.lock
+DEMO_OUT ?= demo-out
+
+.PHONY: install demo test lint r-deps fhir-server bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/fhir-hcc run fixtures/salvage2004 --out-dir $(DEMO_OUT)
+
+# R (survival, cmprsk) cross-checks the published numbers; installed from Debian packages.
+r-deps:
+	@if command -v Rscript >/dev/null 2>&1 && Rscript -e 'library(survival); library(cmprsk)' >/dev/null 2>&1; then \
+		echo "R with survival and cmprsk: present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			r-base-core r-cran-survival r-cran-cmprsk; \
+	else \
+		echo "R cannot be installed here (no apt-get or not root): the R cross-check tests will be skipped"; \
+	fi
+
+# The SEKMET FHIR server for integration tests, in its own venv (its pins must not leak into ours).
+fhir-server: $(SEKMET_VENV)/bin/sekmet
+
+$(SEKMET_VENV)/bin/sekmet: $(SEKMET_LOCK)
+	$(PYTHON) -m venv $(SEKMET_VENV)
+	$(SEKMET_VENV)/bin/pip install --quiet -r $(SEKMET_LOCK)
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install r-deps fhir-server lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/cohort_benchmark.py
+
+clean:
+	rm -rf $(VENV) .fhir-server $(DEMO_OUT) .pytest_cache .ruff_cache

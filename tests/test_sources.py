@@ -1,0 +1,104 @@
+"""Reading FHIR files: bundles, single resources, NDJSON(.gz), references, and bad input."""
+
+import gzip
+from pathlib import Path
+
+import orjson
+
+from fhir_hcc.sources import FileSource, InputProblem, open_source
+
+
+def read_all(path: Path) -> tuple[list[dict], list[InputProblem]]:
+    problems: list[InputProblem] = []
+    resources = [resource for resource, _ in FileSource(path).read(problems.append)]
+    return resources, problems
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(data))
+    return path
+
+
+def test_directory_is_searched_recursively(tmp_path: Path) -> None:
+    write_json(tmp_path / "a" / "patient.json", {"resourceType": "Patient", "id": "p1"})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "Observation.ndjson").write_text(
+        '{"resourceType":"Observation","id":"o1"}\n\n{"resourceType":"Observation","id":"o2"}\n'
+    )
+    with gzip.open(tmp_path / "b" / "Condition.ndjson.gz", "wt") as handle:
+        handle.write('{"resourceType":"Condition","id":"c1"}\n')
+    (tmp_path / "notes.txt").write_text("ignored")
+    resources, problems = read_all(tmp_path)
+    assert sorted(r["id"] for r in resources) == ["c1", "o1", "o2", "p1"]
+    assert problems == []
+
+
+def test_bundle_urn_and_absolute_references_become_local(tmp_path: Path) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:1111", "resource": {"resourceType": "Patient"}},
+            {
+                "fullUrl": "http://server/fhir/Condition/c1",
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "c1",
+                    "subject": {"reference": "urn:uuid:1111"},
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "o1",
+                    "subject": {"reference": "urn:uuid:1111"},
+                    "focus": [{"reference": "http://server/fhir/Condition/c1"}],
+                }
+            },
+        ],
+    }
+    resources, problems = read_all(write_json(tmp_path / "b.json", bundle))
+    patient, condition, observation = resources
+    assert patient["id"] == "1111"
+    assert condition["subject"]["reference"] == "Patient/1111"
+    assert observation["focus"][0]["reference"] == "Condition/c1"
+    assert problems == []
+
+
+def test_search_outcome_entries_are_reported_not_yielded(tmp_path: Path) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}},
+        ],
+    }
+    resources, problems = read_all(write_json(tmp_path / "s.json", bundle))
+    assert [r["id"] for r in resources] == ["p1"]
+    assert [p.field for p in problems] == ["entry.search.mode"]
+
+
+def test_bad_input_is_reported_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "x.ndjson").write_text(
+        '{"resourceType":"Patient","id":"p1"}\n{"resourceType":"Obs\n[1, 2]\n{"id":"q"}\n'
+    )
+    (tmp_path / "broken.json").write_text("{not json")
+    write_json(
+        tmp_path / "empty.json", {"resourceType": "Bundle", "id": "b9", "type": "collection"}
+    )
+    resources, problems = read_all(tmp_path)
+    assert [r["id"] for r in resources] == ["p1"]
+    messages = sorted(str(p) for p in problems)
+    assert any(m.startswith(f"{tmp_path}/broken.json: malformed JSON") for m in messages)
+    assert any(m.startswith(f"{tmp_path}/x.ndjson:2: malformed JSON") for m in messages)
+    assert f"{tmp_path}/x.ndjson:3: not a JSON object" in messages
+    assert f"{tmp_path}/x.ndjson:4: ?/q: resourceType: missing resourceType" in messages
+    assert f"{tmp_path}/empty.json: Bundle/b9: entry: Bundle has no entries" in messages
+
+
+def test_open_source_dispatch(tmp_path: Path) -> None:
+    source = open_source(tmp_path)
+    assert isinstance(source, FileSource)
+    assert open_source(source) is source
