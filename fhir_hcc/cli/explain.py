@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if patient.row:
         print("fields:")
         for column, value in patient.row.items():
-            sources = ", ".join(patient.provenance.get(column, []))
+            sources = _abbreviated(patient.provenance.get(column, []))
             print(f"  {column:<22} {'' if value is None else value!s:<14} {sources}")
     notes = result.qc[result.qc["patient_id"] == patient.patient_id]
     if len(notes):
@@ -38,3 +38,8 @@ def run(args: argparse.Namespace) -> int:
         for note in notes.itertuples():
             print(f"  - {note.rule}: {note.source} {note.detail}")
     return 0
+
+
+def _abbreviated(sources: list[str], shown: int = 3) -> str:
+    more = len(sources) - shown
+    return ", ".join(sources[:shown]) + (f" (+{more} more)" if more > 0 else "")

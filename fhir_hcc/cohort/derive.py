@@ -59,12 +59,15 @@ def derive_patient(evidence: Evidence, config: CohortConfig) -> PatientResult:
     if dx_facts == []:
         return result.leave(hcc_status)
     dx_evidence = min(_earliest(fact) for fact in dx_facts)
-    result.reach("with_hcc", f"{hcc_status} ({', '.join(sorted({f.source for f in dx_facts}))})")
+    dx_facts = [fact for fact in dx_facts if _earliest(fact) == dx_evidence]
+    result.reach("with_hcc", f"{hcc_status} on {dx_evidence} ({_sources(dx_facts)})")
 
     treatments = collect_treatments(evidence)
     earliest = dx_evidence - timedelta(days=config.dx_margin_days)
     candidates = [f for f in treatments.downstaging() if f.date and f.date.day >= earliest]
     if not candidates:
+        if any(_day(f) >= earliest for f in treatments.other_liver_directed):
+            return result.leave("TACE or ablation only, not a paper downstaging modality")
         return result.leave("no downstaging treatment after the HCC diagnosis")
     start = candidates[0]
     start_day = _day(start)
@@ -158,7 +161,8 @@ def _fill_row(
         "last_contact_date", vital.last_contact.isoformat(), vital.sources["last_contact_date"]
     )
     os_end = death or vital.last_contact
-    rfs_end = min(d for d in (relapse.day, death, vital.last_contact) if d is not None)
+    events = [day for day in (relapse.day, death) if day is not None]
+    rfs_end = min(events) if events else vital.last_contact
     os_days, rfs_days = (os_end - surgery_day).days, (rfs_end - surgery_day).days
     result.set("os_months", round(months(os_days), 6))
     result.set("os_event", 1 if death else 0)
@@ -228,6 +232,10 @@ def _index_surgery(evidence: Evidence, start_day: date) -> tuple[Fact | None, st
     if first.date is None or first.date.precision != "day":
         return None, f"surgery date not known to the day ({first.source})"
     return first, ""
+
+
+def _sources(facts: list[Fact]) -> str:
+    return ", ".join(sorted({fact.source for fact in facts}))
 
 
 def _day(fact: Fact) -> date:

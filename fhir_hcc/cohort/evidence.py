@@ -113,11 +113,10 @@ def _sort_key(fact: Fact) -> tuple[date, str]:
 
 
 def _same_event(first: Fact, second: Fact, tolerance: int) -> bool:
-    if first.kind == "resection":
-        same_class = True  # two codes for one operation may disagree; the segments decide
-    else:
-        same_class = first.value == second.value
-    if not same_class or first.date is None or second.date is None:
+    # Two codes for one operation may disagree (the segments decide); other facts are the same
+    # event only when read from the same code.
+    same_code = first.kind == "resection" or (first.value, first.via) == (second.value, second.via)
+    if not same_code or first.date is None or second.date is None:
         return False
     return (
         abs((first.date.day - second.date.day).days) <= tolerance and first.source != second.source
