@@ -19,6 +19,7 @@ from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
 from fhir_hcc.mappers import MapContext, map_resource
 from fhir_hcc.mappings import Mappings, load_mappings
+from fhir_hcc.models import validation_errors
 from fhir_hcc.sources import InputProblem, Source, open_source
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ def collect(
 
     ctx = MapContext(mappings, collected, report, config.zone())
     for count, (resource, origin) in enumerate(source.read(report), start=1):
+        if strict:  # R4 structure first: a strict run maps only valid resources
+            reference = f"{resource['resourceType']}/{resource.get('id', '?')}"
+            for path, message in validation_errors(resource):
+                report(InputProblem(origin, reference, path, message))
         map_resource(resource, origin, ctx)
         if progress is not None and count % 100_000 == 0:
             progress(count)

@@ -1,0 +1,96 @@
+"""The command line: outputs written, exit codes, one-line errors and no tracebacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fhir_hcc.cli import main
+from fhir_hcc.cohort import COLUMNS, QC_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "salvage2004"
+
+
+def test_cohort_writes_table_flow_and_qc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, flow, qc = tmp_path / "cohort.csv", tmp_path / "flow.json", tmp_path / "qc.csv"
+    assert (
+        main(["cohort", str(FIXTURES), "--out", str(out), "--flow", str(flow), "--qc", str(qc)])
+        == 0
+    )
+    table = pd.read_csv(out, dtype={"patient_id": str})
+    assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS and len(table) == 49
+    assert json.loads(flow.read_text())["included"] == 49
+    assert tuple(pd.read_csv(qc).columns) == QC_COLUMNS
+    assert "included" in capsys.readouterr().err
+
+
+def test_parquet_output_has_proper_types(tmp_path: Path) -> None:
+    out = tmp_path / "cohort.parquet"
+    assert main(["cohort", str(FIXTURES), "--out", str(out)]) == 0
+    table = pd.read_parquet(out)
+    assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS
+    assert str(table["age_at_surgery"].dtype) == "Int64"
+    assert str(table["os_event"].dtype) == "int64"
+    assert str(table["treatment_group"].dtype) == "category"
+    assert type(table["surgery_date"].iloc[0]).__name__ == "date"
+
+
+def test_bad_input_counts_by_default_and_stops_with_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "Observation.ndjson").write_text(
+        '{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},'
+        '"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2000-01-01"}\n'
+        '{"resourceType":"Observation","id":"o2","status":"fin\n'
+    )
+    out = tmp_path / "cohort.csv"
+    flow = tmp_path / "flow.json"
+    assert main(["cohort", str(source), "--out", str(out), "--flow", str(flow)]) == 0
+    assert json.loads(flow.read_text())["input"]["problems"] == 1
+    capsys.readouterr()
+    assert main(["cohort", str(source), "--out", str(out), "--strict"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert error[0].startswith(f"fhir-hcc: error: {source}/Observation.ndjson:2: malformed JSON")
+
+
+def test_strict_validates_against_r4b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "patient.json"
+    bad.write_text('{"resourceType":"Patient","id":"p9","birthDate":"not-a-date"}')
+    assert main(["cohort", str(bad), "--out", str(tmp_path / "c.csv"), "--strict"]) == 2
+    assert f"{bad}: Patient/p9: birthDate:" in capsys.readouterr().err
+
+
+def test_missing_source_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cohort", str(tmp_path / "nope"), "--out", str(tmp_path / "c.csv")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"fhir-hcc: error: {tmp_path / 'nope'}: no such file or directory"
+    )
+
+
+def test_explain_shows_steps_fields_and_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", str(FIXTURES), "P18"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Patient/P18: INCLUDED")
+    assert "resected_after_downstaging: resection on 1998-09-13 (Procedure/P18-resection)" in text
+    assert "age_under_18" in text
+    assert main(["explain", str(FIXTURES), "N04"]) == 0
+    assert "EXCLUDED: non-HCC primary liver cancer" in capsys.readouterr().out
+    assert main(["explain", str(FIXTURES), "NOBODY"]) == 2
+
+
+def test_help_does_not_import_lifelines() -> None:
+    code = "import sys; from fhir_hcc.cli import build_parser; build_parser(); print('lifelines' in sys.modules)"
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == "False"
