@@ -1,0 +1,55 @@
+"""`fhir-hcc validate [CASES...] [--mappings DIR]`: run mapping test cases, diff the failures.
+
+Exit code 0 when every case passes (or fails as its `xfail:` mark says), 1 when any case fails,
+passes despite an `xfail:` mark, or cannot be used, and 2 when no case can be found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from fhir_hcc.validate import DEFAULT_CASES, format_result, summary, validate_paths
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check that the mappings turn FHIR test cases into the expected cohort rows",
+        description=(
+            "Run mapping test cases (YAML or JSON files of FHIR resources and the cohort they "
+            "must give; format in docs/validation.md) and show a field-by-field diff for each "
+            "failure."
+        ),
+    )
+    parser.add_argument(
+        "cases",
+        metavar="CASES",
+        nargs="*",
+        default=[str(DEFAULT_CASES)],
+        help=f"case files or directories of cases (default: {DEFAULT_CASES})",
+    )
+    parser.add_argument(
+        "--mappings",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a site mapping directory layered over the shipped mappings (repeatable)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logger = logging.getLogger("fhir_hcc")
+    level = logger.level
+    if not args.verbose:
+        # Cases feed broken input on purpose; its problems are results here, not warnings.
+        logger.setLevel(logging.ERROR)
+    try:
+        results = validate_paths(args.cases, args.mappings)
+    finally:
+        logger.setLevel(level)
+    for result in results:
+        print(format_result(result))
+    print(summary(results))
+    return 0 if all(result.ok for result in results) else 1
