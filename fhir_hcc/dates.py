@@ -36,6 +36,9 @@ class FhirDate:
 def parse_date(text: str, site_tz: ZoneInfo | None = None) -> FhirDate:
     """Parse a FHIR date/dateTime/instant; raise ValueError when it is not one."""
     if site_tz is None:
+        # Only the date part counts; slicing first lets datetimes of one day share a cache entry.
+        if len(text) > 10 and text[10] == "T":
+            return _parse_local(text[:10])
         return _parse_local(text)
     return _parse_in_zone(text, site_tz)
 
@@ -47,7 +50,7 @@ def _parse_local(text: str) -> FhirDate:
         return FhirDate(date(int(text), 7, 1), "year")
     if length == 7 and text[4] == "-":
         return FhirDate(date(int(text[:4]), int(text[5:7]), 15), "month")
-    if length == 10 or (length > 10 and text[10] == "T"):
+    if length == 10:
         if text[4] != "-" or text[7] != "-":
             raise ValueError(f"not a FHIR date: {text!r}")
         return FhirDate(date(int(text[:4]), int(text[5:7]), int(text[8:10])))

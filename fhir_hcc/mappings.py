@@ -22,6 +22,7 @@ from fhir_hcc.errors import ConfigError
 SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 # Files that configure matching rather than list a clinical concept.
 _META_FILES = {"systems", "extensions"}
+_NORMALISED_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ class Mappings:
         self._systems: dict[str, _System] = {}
         self._concepts: dict[str, _Concept] = {}
         self.extensions: dict[str, frozenset[str]] = {}
+        # Codes repeat across an export: normalise each (system, code) pair once.
+        self._normalised: dict[tuple[str, str], tuple[str, str]] = {}
         for directory in self.directories:
             self._load_directory(directory)
 
@@ -141,8 +144,17 @@ class Mappings:
     # -- matching --------------------------------------------------------------------------
     def normalise(self, system: str | None, code: str | None) -> tuple[str, str]:
         """The (canonical system, normalised code) pair a coding is matched on."""
+        key = (system or "", code or "")
+        found = self._normalised.get(key)
+        if found is None:
+            if len(self._normalised) > _NORMALISED_CACHE_SIZE:
+                self._normalised.clear()
+            found = self._normalised[key] = self._normalise(*key)
+        return found
+
+    def _normalise(self, system: str, code: str) -> tuple[str, str]:
         if not system or not code:
-            return system or "", code or ""
+            return system, code
         known = self._systems.get(system) or self._systems.get(system.rstrip("/"))
         if known is None:
             return system, code.strip()

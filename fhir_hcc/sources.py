@@ -1,7 +1,8 @@
 """Where resources come from: files now, FHIR servers through `fhir_hcc.server`.
 
-A source yields `(resource, origin)` pairs one at a time and reports what it cannot read as an
-`InputProblem` instead of raising, so a run can count every skipped line. Inside a Bundle,
+A source yields `(resource, origin)` pairs one at a time, the resource as a dict or (from
+NDJSON) as the undecoded line, and reports what it cannot read as an `InputProblem` instead of
+raising, so a run can count every skipped line. Inside a Bundle,
 `urn:uuid:` and absolute references to other entries are rewritten to `Type/id`, so the mappers
 only ever see local references.
 """
@@ -12,13 +13,12 @@ import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):  # a tuple: one is made per NDJSON line
     location: str
     line: int | None = None  # NDJSON line or Bundle entry, 1-based
 
@@ -39,7 +39,8 @@ class InputProblem:
 
 
 Report = Callable[[InputProblem], None]
-Item = tuple[dict[str, Any], Origin]
+# A decoded resource, or an NDJSON line still to decode (see `decode`).
+Item = tuple[dict[str, Any] | bytes, Origin]
 
 
 class Source(Protocol):
@@ -79,23 +80,26 @@ class FileSource:
 
 
 def read_ndjson(path: Path, report: Report) -> Iterator[Item]:
+    """One item per non-blank line, left undecoded: the mapping stage decodes (or skims) it."""
     opener = gzip.open if path.name.endswith(".gz") else open
     location = str(path)
     try:
         with opener(path, "rb") as handle:
             for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                origin = Origin(location, number)
-                try:
-                    resource = orjson.loads(line)
-                except orjson.JSONDecodeError as error:
-                    report(InputProblem(origin, None, None, f"malformed JSON ({error.msg})"))
-                    continue
-                if _is_resource(resource, origin, report):
-                    yield resource, origin
+                if line.strip():
+                    yield line, Origin(location, number)
     except (OSError, EOFError) as error:
         report(InputProblem(Origin(location), None, None, f"cannot read file: {error}"))
+
+
+def decode(line: bytes, origin: Origin, report: Report) -> dict[str, Any] | None:
+    """A resource from one NDJSON line; malformed JSON or a non-resource is reported."""
+    try:
+        resource = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        report(InputProblem(origin, None, None, f"malformed JSON ({error.msg})"))
+        return None
+    return resource if _is_resource(resource, origin, report) else None
 
 
 def read_json(path: Path, report: Report) -> Iterator[Item]:

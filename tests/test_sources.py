@@ -5,12 +5,17 @@ from pathlib import Path
 
 import orjson
 
-from fhir_hcc.sources import FileSource, InputProblem, open_source
+from fhir_hcc.sources import FileSource, InputProblem, decode, open_source
 
 
 def read_all(path: Path) -> tuple[list[dict], list[InputProblem]]:
+    """Every resource of a source, NDJSON lines decoded as the mapping stage decodes them."""
     problems: list[InputProblem] = []
-    resources = [resource for resource, _ in FileSource(path).read(problems.append)]
+    resources = []
+    for item, origin in FileSource(path).read(problems.append):
+        resource = decode(item, origin, problems.append) if isinstance(item, bytes) else item
+        if resource is not None:
+            resources.append(resource)
     return resources, problems
 
 

@@ -17,10 +17,10 @@ from fhir_hcc.cohort.evidence import merge_replaced_patients, prepare
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
-from fhir_hcc.mappers import MapContext, map_resource
+from fhir_hcc.mappers import MapContext, map_item
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.models import validation_errors
-from fhir_hcc.sources import InputProblem, Source, open_source
+from fhir_hcc.sources import InputProblem, Source, decode, open_source
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,16 @@ def collect(
         problems.append(problem)
 
     ctx = MapContext(mappings, collected, report, config.zone())
-    for count, (resource, origin) in enumerate(source.read(report), start=1):
+    for count, (item, origin) in enumerate(source.read(report), start=1):
         if strict:  # R4 structure first: a strict run maps only valid resources
+            resource = decode(item, origin, report) if isinstance(item, bytes) else item
+            if resource is None:
+                continue
             reference = f"{resource['resourceType']}/{resource.get('id', '?')}"
             for path, message in validation_errors(resource):
                 report(InputProblem(origin, reference, path, message))
-        map_resource(resource, origin, ctx)
+            item = resource
+        map_item(item, origin, ctx)
         if progress is not None and count % 100_000 == 0:
             progress(count)
     collected.problems = problems

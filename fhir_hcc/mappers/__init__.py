@@ -17,7 +17,8 @@ from fhir_hcc.mappers.observation import map_observation
 from fhir_hcc.mappers.patient import map_patient
 from fhir_hcc.mappers.procedure import map_procedure
 from fhir_hcc.resource_types import RESOURCE_TYPES
-from fhir_hcc.sources import Origin
+from fhir_hcc.mappers.skim import skim_observation
+from fhir_hcc.sources import Origin, decode
 
 Mapper = Callable[[dict[str, Any], MapContext], None]
 
@@ -35,6 +36,18 @@ MAPPERS: dict[str, Mapper] = {
 }
 
 
+def map_item(item: dict[str, Any] | bytes, origin: Origin, ctx: MapContext) -> None:
+    """Map a source item: a decoded resource, or an NDJSON line (skimmed, else decoded)."""
+    if isinstance(item, bytes):
+        if skim_observation(item, ctx):
+            return
+        resource = decode(item, origin, ctx.report)
+        if resource is None:
+            return
+        item = resource
+    map_resource(item, origin, ctx)
+
+
 def map_resource(resource: dict[str, Any], origin: Origin, ctx: MapContext) -> None:
     """Record the facts of one resource; unknown or unusable input is reported, never raised."""
     ctx.start(resource, origin)
@@ -47,4 +60,4 @@ def map_resource(resource: dict[str, Any], origin: Origin, ctx: MapContext) -> N
         ctx.problem("resourceType", f"unknown resourceType {resource_type!r}")
 
 
-__all__ = ["MAPPERS", "MapContext", "map_resource"]
+__all__ = ["MAPPERS", "MapContext", "map_item", "map_resource"]

@@ -122,6 +122,8 @@ class MapContext:
 
 def split_reference(reference: str) -> tuple[str, str] | None:
     """("Type", "id") for `Type/id`, absolute URLs and versioned references; None otherwise."""
+    if reference.startswith("Patient/") and reference.count("/") == 1:  # the common case
+        return ("Patient", reference[8:]) if len(reference) > 8 else None
     if reference.startswith(("#", "urn:")):
         return None
     parts = reference.split("/")

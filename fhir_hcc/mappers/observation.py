@@ -12,7 +12,7 @@ from typing import Any
 from fhir_hcc.mappers.context import MapContext, codings, extension_values
 from fhir_hcc.mappings import Mappings, Match
 
-_DROPPED = {"entered-in-error", "cancelled"}
+DROPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _OBSERVATION_CONCEPTS = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
 _LEGACY_STATUS_CODE = "disease_status_legacy"
 
@@ -22,11 +22,11 @@ def map_observation(resource: dict[str, Any], ctx: MapContext) -> None:
     if patient is None:
         return
     day = ctx.choice_date(resource, "effective", patient=patient)
-    if resource.get("status") in _DROPPED:
+    if resource.get("status") in DROPPED_STATUSES:
         ctx.skip(patient, f"{resource['status']}_dropped", "status")
         return
     ctx.contact(patient, day)
-    index = _index(ctx.mappings)
+    index = observation_index(ctx.mappings)
     normalise = ctx.mappings.normalise
     for coding in codings(resource.get("code")):
         for match in index.get(normalise(coding.get("system"), coding.get("code")), ()):
@@ -38,7 +38,7 @@ def map_observation(resource: dict[str, Any], ctx: MapContext) -> None:
 
 
 @cache
-def _index(mappings: Mappings) -> dict[tuple[str, str], list[Match]]:
+def observation_index(mappings: Mappings) -> dict[tuple[str, str], list[Match]]:
     return mappings.index(_OBSERVATION_CONCEPTS)
 
 
