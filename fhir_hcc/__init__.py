@@ -1,10 +1,10 @@
 """fhir-hcc: salvage-surgery HCC cohorts and their survival analysis from FHIR R4 data.
 
-    >>> import fhir_hcc
-    >>> result = fhir_hcc.build_cohort("fixtures/salvage2004")
-    >>> result.table.head()          # one row per included patient (the cohort contract)
-    >>> result.flow["steps"]         # CONSORT/STROBE counts
-    >>> result.qc                    # every data-quality decision
+>>> import fhir_hcc
+>>> result = fhir_hcc.build_cohort("fixtures/salvage2004")
+>>> result.table.head()          # one row per included patient (the cohort contract)
+>>> result.flow["steps"]         # CONSORT/STROBE counts
+>>> result.qc                    # every data-quality decision
 """
 
 from fhir_hcc.cohort import COLUMNS, CohortResult, build_cohort

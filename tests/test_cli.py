@@ -89,7 +89,10 @@ def test_explain_shows_steps_fields_and_sources(capsys: pytest.CaptureFixture[st
 
 
 def test_help_does_not_import_lifelines() -> None:
-    code = "import sys; from fhir_hcc.cli import build_parser; build_parser(); print('lifelines' in sys.modules)"
+    code = (
+        "import sys; from fhir_hcc.cli import build_parser; build_parser(); "
+        "print('lifelines' in sys.modules)"
+    )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

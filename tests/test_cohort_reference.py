@@ -32,7 +32,9 @@ def merged(result: fhir_hcc.CohortResult) -> pd.DataFrame:
     reference = pd.read_csv(REFERENCE, dtype=str, keep_default_na=False)
     table = result.table.astype({"age_at_surgery": int})
     reference = reference.add_prefix("ref_")
-    return reference.merge(table, left_on="ref_id", right_on="patient_id", how="outer", indicator=True)
+    return reference.merge(
+        table, left_on="ref_id", right_on="patient_id", how="outer", indicator=True
+    )
 
 
 def test_exactly_the_reference_patients(merged: pd.DataFrame) -> None:
@@ -81,7 +83,7 @@ def test_headline_counts(result: fhir_hcc.CohortResult) -> None:
 )
 def test_every_patient_matches_the_reference(
     merged: pd.DataFrame, ours: str, theirs: str, convert
-) -> None:  # noqa: ANN001
+) -> None:
     expected = merged[f"ref_{theirs}"].map(convert)
     actual = merged[ours].where(merged[ours].notna(), None)
     mismatches = merged.loc[expected.ne(actual), ["ref_id", ours, f"ref_{theirs}"]]

@@ -1,4 +1,4 @@
-"""One patient from facts to a cohort row, or to the flow step where they leave and why (4.1-4.7)."""
+"""One patient from facts to a cohort row, or to the flow step where they leave, and why (4.1-4.7)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,6 @@ class PatientResult:
 
 def derive_patient(evidence: Evidence, config: CohortConfig) -> PatientResult:
     result = PatientResult(evidence.patient.patient_id)
-    demographics = evidence.patient.demographics
     hcc_status, dx_facts = _hcc(evidence, config)
     if dx_facts == []:
         return result.leave(hcc_status)

@@ -1,4 +1,7 @@
-"""Outcomes from the index surgery: death, last contact, recurrence and its site (2.9, 2.10, 4.6)."""
+"""Outcomes from the index surgery: death, last contact, recurrence and its site.
+
+Rules 2.9, 2.10 and 4.6 of cohort-rules.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Downstaging: which treatments count, the index surgery, and the treatment group (rules 4.1, 4.4)."""
+"""Downstaging: which treatments count, and the treatment group (rules 4.1, 4.4)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from fhir_hcc.mappers.medication import map_medication, map_medication_use
 from fhir_hcc.mappers.observation import map_observation
 from fhir_hcc.mappers.patient import map_patient
 from fhir_hcc.mappers.procedure import map_procedure
-from fhir_hcc.resource_types import RESOURCE_TYPES
 from fhir_hcc.mappers.skim import skim_observation
+from fhir_hcc.resource_types import RESOURCE_TYPES
 from fhir_hcc.sources import Origin, decode
 
 Mapper = Callable[[dict[str, Any], MapContext], None]

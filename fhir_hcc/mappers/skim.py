@@ -36,15 +36,15 @@ class _Period(msgspec.Struct):
 
 
 class _Skim(msgspec.Struct):
-    resourceType: str = ""  # noqa: N815 (FHIR element names)
+    resourceType: str = ""  # FHIR element names, as in the JSON
     id: str | None = None
     status: str | None = None
     subject: _Reference | None = None
     code: _Concept | None = None
-    effectiveDateTime: str | None = None  # noqa: N815
-    effectiveInstant: str | None = None  # noqa: N815
-    effectivePeriod: _Period | None = None  # noqa: N815
-    valueCodeableConcept: msgspec.Raw | None = None  # noqa: N815
+    effectiveDateTime: str | None = None
+    effectiveInstant: str | None = None
+    effectivePeriod: _Period | None = None
+    valueCodeableConcept: msgspec.Raw | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Skim)
@@ -64,7 +64,9 @@ def skim_observation(line: bytes, ctx: MapContext) -> bool:
     if target is None or target[0] != "Patient":
         return False
     period = skim.effectivePeriod
-    when = skim.effectiveDateTime or skim.effectiveInstant or (period and (period.start or period.end))
+    when = skim.effectiveDateTime or skim.effectiveInstant
+    if when is None and period is not None:
+        when = period.start or period.end
     if when is None or len(when) < 10:
         return False  # undated or partial: the full path notes it
     if skim.code is not None:
