@@ -31,6 +31,9 @@ class CohortConfig:
     pathology_window_days: int = 7
     # Downstaging counts from this many days before the diagnosis date (late-recorded diagnoses).
     dx_margin_days: int = 30
+    # Treatments before (diagnosis - dx_margin_days) still count when they belong to the same
+    # course (no gap longer than this) as those after it: diagnoses are often recorded late.
+    course_gap_days: int = 90
     # Drugs within +/- this many days of a doxorubicin dose form one combination cycle.
     combination_window_days: int = 4
     # A gap longer than this between administrations starts a new cycle.

@@ -32,6 +32,7 @@ class InputProblem:
     resource: str | None  # "Type/id" when known
     field: str | None
     message: str
+    warning: bool = False  # surfaced and counted, but no reason to stop a --strict run
 
     def __str__(self) -> str:
         parts = [str(self.origin), self.resource, self.field, self.message]
@@ -135,7 +136,9 @@ def _bundle_entries(bundle: dict[str, Any], location: str, report: Report) -> It
             report(InputProblem(origin, bundle_ref, "entry.resource", "entry has no resource"))
             continue
         if entry.get("search", {}).get("mode") == "outcome":
-            report(InputProblem(origin, None, "entry.search.mode", "search outcome, not data"))
+            report(
+                InputProblem(origin, None, "entry.search.mode", "search outcome, not data", True)
+            )
             continue
         if not _is_resource(resource, origin, report):
             continue

@@ -97,3 +97,30 @@ def test_help_does_not_import_lifelines() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "False"
+
+
+def test_search_outcome_is_a_warning_even_when_strict(tmp_path: Path) -> None:
+    bundle = tmp_path / "searchset.json"
+    bundle.write_text(
+        '{"resourceType": "Bundle", "type": "searchset", "entry": ['
+        '{"search": {"mode": "match"}, "resource": {"resourceType": "Patient", "id": "p1"}},'
+        '{"search": {"mode": "outcome"}, "resource": {"resourceType": "OperationOutcome",'
+        '"issue": [{"severity": "warning", "code": "not-supported"}]}}]}'
+    )
+    flow = tmp_path / "flow.json"
+    assert (
+        main(
+            [
+                "cohort",
+                str(bundle),
+                "--out",
+                str(tmp_path / "c.csv"),
+                "--flow",
+                str(flow),
+                "--strict",
+            ]
+        )
+        == 0
+    )
+    counts = json.loads(flow.read_text())["input"]
+    assert (counts["problems"], counts["warnings"]) == (0, 1)

@@ -83,7 +83,7 @@ def collect(
     problems: list[InputProblem] = []
 
     def report(problem: InputProblem) -> None:
-        if strict:
+        if strict and not problem.warning:
             raise InputError(str(problem))
         log.warning("%s", problem)
         problems.append(problem)
@@ -119,10 +119,14 @@ def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
     problems = collected.problems
     qc = pd.DataFrame(
         [(n.patient, n.rule, n.source, n.detail) for n in notes]
-        + [("", "input_problem", p.resource or "", str(p)) for p in problems],
+        + [("", _problem_rule(p), p.resource or "", str(p)) for p in problems],
         columns=list(QC_COLUMNS),
     )
     return CohortResult(table, flow_counts(patients, collected), qc, patients, problems)
+
+
+def _problem_rule(problem: InputProblem) -> str:
+    return "input_warning" if problem.warning else "input_problem"
 
 
 def _row(result: PatientResult) -> dict[str, Any]:
@@ -147,14 +151,16 @@ def flow_counts(patients: dict[str, PatientResult], collected: Collected) -> dic
             remaining -= sum(left.values())
     included = reached["included"]
     assert steps[-1]["n"] == included
-    problems = Counter(problem.message.split(" (")[0] for problem in collected.problems)
+    errors = [problem for problem in collected.problems if not problem.warning]
+    problems = Counter(problem.message.split(" (")[0] for problem in errors)
     return {
         "steps": steps,
         "included": included,
         "excluded": dict(sorted(steps[-2]["left_out"].items())),
         "input": {
             "resources_read": dict(sorted(collected.resources_read.items())),
-            "problems": len(collected.problems),
+            "problems": len(errors),
+            "warnings": len(collected.problems) - len(errors),
             "problems_by_kind": dict(sorted(problems.items())),
             "skipped": dict(sorted(collected.skipped.items())),
         },

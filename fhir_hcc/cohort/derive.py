@@ -1,4 +1,4 @@
-"""One patient from facts to a cohort row, or to the flow step where they leave, and why (4.1-4.7)."""
+"""One patient from facts to a cohort row, or to the flow step where they leave (4.1-4.7)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def derive_patient(evidence: Evidence, config: CohortConfig) -> PatientResult:
 
     treatments = collect_treatments(evidence)
     earliest = dx_evidence - timedelta(days=config.dx_margin_days)
-    candidates = [f for f in treatments.downstaging() if f.date and f.date.day >= earliest]
+    candidates = _course(treatments.downstaging(), earliest, config.course_gap_days)
     if not candidates:
         if any(_day(f) >= earliest for f in treatments.other_liver_directed):
             return result.leave("TACE or ablation only, not a paper downstaging modality")
@@ -119,6 +119,10 @@ def _exclusion(
         return "death date before surgery (data error)"
     earliest = dx_evidence - timedelta(days=config.dx_margin_days)
     other = [f for f in treatments.other_liver_directed if earliest <= _day(f) < surgery_day]
+    for fact in other:
+        evidence.note(
+            "tace_before_surgery", fact.source, f"{fact.kind} {fact.value} on {fact.date}"
+        )
     if other and not config.allow_tace_ablation:
         return f"TACE or ablation before surgery, not a paper modality ({other[0].source})"
     return None
@@ -217,19 +221,29 @@ def _earliest(fact: Fact) -> date:
     return min(days)
 
 
+def _course(treatments: list[Fact], earliest: date, gap_days: int) -> list[Fact]:
+    """Downstaging treatments from `earliest` on, plus the earlier part of the same course (no
+    gap over `gap_days`): a late-recorded diagnosis must not cut a course in two (4.1, 4.7)."""
+    first = next((i for i, fact in enumerate(treatments) if _day(fact) >= earliest), None)
+    if first is None:
+        return []
+    while first > 0 and (_day(treatments[first]) - _day(treatments[first - 1])).days <= gap_days:
+        first -= 1
+    return treatments[first:]
+
+
 def _index_surgery(evidence: Evidence, start_day: date) -> tuple[Fact | None, str]:
     """The first completed resection after downstaging started, unless a transplant came
-    first (2.5, 4.1)."""
-    after = [
-        f for f in evidence.dated("resection") + evidence.dated("transplant") if _day(f) > start_day
-    ]
+    first (2.5, 4.1). A month-precision date is used as imputed; a year-only one is not."""
+    surgeries = evidence.of("resection") + evidence.of("transplant")
+    after = [f for f in surgeries if f.date is not None and _day(f) > start_day]
     first = min(after, key=_day, default=None)
     if first is None:
         return None, "not resected after downstaging"
     if first.kind == "transplant":
         return None, f"liver transplant as the first surgery ({first.source})"
-    if first.date is None or first.date.precision != "day":
-        return None, f"surgery date not known to the day ({first.source})"
+    if first.date is not None and first.date.precision == "year":
+        return None, f"surgery date known only to the year ({first.source})"
     return first, ""
 
 

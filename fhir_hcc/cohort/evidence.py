@@ -116,6 +116,9 @@ def _same_event(first: Fact, second: Fact, tolerance: int) -> bool:
     # Two codes for one operation may disagree (the segments decide); other facts are the same
     # event only when read from the same code.
     same_code = first.kind == "resection" or (first.value, first.via) == (second.value, second.via)
+    identifier = first.get("identifier")
+    if identifier and identifier == second.get("identifier") and first.kind == second.kind:
+        return True
     if not same_code or first.date is None or second.date is None:
         return False
     return (

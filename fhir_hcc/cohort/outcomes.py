@@ -24,9 +24,10 @@ def vital_status(
     demographics: Demographics, surgery: date, evidence: Evidence, config: CohortConfig
 ) -> VitalStatus:
     death, death_sources = _death_date(demographics, evidence)
+    dead_by_cutoff = demographics.deceased
     if death is not None and death > config.cutoff:
         evidence.note("death_after_cutoff", death_sources[0], f"death {death} after the cut-off")
-        death, death_sources = None, []
+        death, death_sources, dead_by_cutoff = None, [], False
     contacts = evidence.patient.contacts
     limit = config.cutoff
     if death is not None:
@@ -40,7 +41,7 @@ def vital_status(
             )
     usable = [day for day in contacts if surgery <= day <= limit]
     last = max(usable, default=surgery)
-    if death is None and demographics.deceased:
+    if death is None and dead_by_cutoff:
         evidence.note(
             "death_date_unknown", demographics.source, f"dead, no date: last contact {last}"
         )

@@ -27,10 +27,12 @@ class MapContext:
         self.report = report
         self.zone = zone
         self.origin = Origin("")
+        self.resource: dict[str, Any] = {}
         self.ref = ""
 
     def start(self, resource: dict[str, Any], origin: Origin) -> None:
         self.origin = origin
+        self.resource = resource
         self.ref = f"{resource['resourceType']}/{resource.get('id', '?')}"
 
     def problem(self, field: str | None, message: str) -> None:
@@ -109,6 +111,9 @@ class MapContext:
             if via.status == "?":
                 self.collected.note(patient, "unverified_code", self.ref, via.describe())
             via = via.describe()
+        identifier = identifier_key(self.resource)
+        if identifier:  # two resources with one business identifier are one event (4.7)
+            data["identifier"] = identifier
         self.collected.patient(patient).facts.append(
             Fact(kind, value, day, self.ref, via, data or None)
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_hcc.dates import FhirDate
 from fhir_hcc.mappers.context import MapContext, split_reference
 
 # Which statuses mean the drug was given, per resource type (the rest are dropped and counted).
@@ -42,6 +43,7 @@ def map_medication_use(resource: dict[str, Any], ctx: MapContext) -> None:
         ctx.contact(patient, day)
     drugs, pending = _drugs(resource, ctx)
     if not drugs and pending is None:
+        _map_y90_as_medication(patient, resource, day, status, ctx)
         return
     dose = _dose(resource)
     # A stopped administration counts only if a dose was given before it stopped.
@@ -62,6 +64,16 @@ def map_medication_use(resource: dict[str, Any], ctx: MapContext) -> None:
             medication=pending,
             dose=dose,
         )
+
+
+def _map_y90_as_medication(
+    patient: str, resource: dict[str, Any], day: FhirDate | None, status: Any, ctx: MapContext
+) -> None:
+    """Y-90 microspheres are devices, but may be charted as a medication given (2.6)."""
+    concept = resource.get("medicationCodeableConcept")
+    found = [m for m in ctx.mappings.classify("y90", concept) if m.cls == "y90"]
+    if found and status in _GIVEN[resource["resourceType"]]:
+        ctx.fact(patient, "y90", "y90", day, found[0])
 
 
 def map_medication(resource: dict[str, Any], ctx: MapContext) -> None:

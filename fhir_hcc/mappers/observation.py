@@ -127,6 +127,10 @@ def _map_pathology(
         result = "complete" if value >= 100 else "incomplete"
         ctx.fact(patient, "necrosis", result, day, match, percent=value)
         return
+    if match.cls == "morphology_observation":  # histologic type: ICD-O-3 8170/3 and the like
+        for morphology in ctx.mappings.classify("hcc", resource.get("valueCodeableConcept")):
+            ctx.fact(patient, "hcc", morphology.cls, day, morphology)
+        return
     texts = [resource.get("valueString"), (resource.get("valueCodeableConcept") or {}).get("text")]
     complete = ctx.mappings.match_text("pathology", *texts) or any(
         m.cls == "complete_response_value"
