@@ -1,0 +1,303 @@
+"""Async FHIR HTTP client: retries with backoff and jitter, Retry-After, AIMD, timeouts, TLS.
+
+Every request ends in a parsed JSON answer or a one-line `FhirHccError`: connection errors,
+timeouts, 408/429/5xx and unparseable bodies are retried; 401 gets one re-authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import orjson
+
+from fhir_hcc.errors import ConfigError
+from fhir_hcc.server.auth import Credentials, NoCredentials
+from fhir_hcc.server.errors import (
+    AuthError,
+    IncompleteDataError,
+    ServerRefusedError,
+    ServerUnreachableError,
+)
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.ratelimit import AdaptiveLimiter
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+THROTTLE_STATUSES = frozenset({429, 503})
+FHIR_JSON = "application/fhir+json"
+Params = Sequence[tuple[str, str]]
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("fhir-hcc")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class FhirResponse:
+    status: int
+    body: Any  # parsed JSON, or None when an error response had no JSON body
+
+
+@dataclass
+class RequestStats:
+    requests: int = 0
+    retries: int = 0
+    reauthentications: int = 0
+    throttled: int = 0
+
+
+class _RetryableProblem(Exception):
+    def __init__(self, reason: str, wait: float | None, error: type[Exception]) -> None:
+        super().__init__(reason)
+        self.wait = wait
+        self.error = error
+
+
+class FhirClient:
+    """One server's connection pool, credentials, limiter and request statistics."""
+
+    def __init__(
+        self,
+        base_url: str,
+        options: ClientOptions,
+        credentials: Credentials | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        self.options = options
+        self.credentials = credentials or NoCredentials()
+        self.stats = RequestStats()
+        self.limiter = AdaptiveLimiter(options.concurrency)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._origin = _origin(self.base_url)
+        self._http = httpx.AsyncClient(
+            verify=_tls_verification(options),
+            timeout=httpx.Timeout(options.read_timeout, connect=options.connect_timeout, pool=None),
+            limits=httpx.Limits(max_connections=options.concurrency),
+            headers={"Accept": FHIR_JSON, "User-Agent": f"fhir-hcc/{tool_version()}"},
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> FhirClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._http.aclose()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def describe(
+        self, method: str, url: str, params: Params | None = None, limit: int | None = 160
+    ) -> str:
+        """`GET Condition?code=a|b,…`, readable, relative to the base, shortened to `limit`."""
+        full = unquote(str(httpx.URL(url, params=params) if params else httpx.URL(url)))
+        relative = full[len(self.base_url) + 1 :] if full.startswith(self.base_url) else full
+        if limit is not None and len(relative) > limit:
+            relative = relative[: limit - 3] + "..."
+        return f"{method} {relative}"
+
+    async def get_json(
+        self, url: str, params: Params | None = None, *, form: Params | None = None
+    ) -> Any:
+        """The JSON body of a successful FHIR request (POST with a form body when `form`)."""
+        method = "POST" if form is not None else "GET"
+        response = await self.fetch(method, url, params=params, data=form)
+        if response.status >= 300:
+            what = self.describe(method, url, form if form is not None else params)
+            raise status_error(response.status, response.body, what)
+        return response.body
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        data: Mapping[str, str] | Params | None = None,
+        authenticated: bool = True,
+    ) -> FhirResponse:
+        """Send with retries; return the first answer that is not worth retrying."""
+        what = self.describe(method, url, params)
+        reauthenticated = False
+        attempt = 0
+        while True:
+            try:
+                response = await self._attempt(method, url, params, data, authenticated)
+            except _RetryableProblem as problem:
+                if attempt >= self.options.max_retries:
+                    raise problem.error(
+                        f"{what}: {problem} (gave up after {attempt + 1} attempts)"
+                    ) from None
+                attempt += 1
+                self.stats.retries += 1
+                delay = self._delay(attempt, problem.wait)
+                log.info("%s: %s; retry %d in %.1f s", what, problem, attempt, delay)
+                await self._sleep(delay)
+                continue
+            renewable = authenticated and self.credentials.can_refresh
+            if response.status == 401 and renewable and not reauthenticated:
+                reauthenticated = True  # one fresh token; a second 401 is final
+                self.stats.reauthentications += 1
+                self.credentials.invalidate()
+                continue
+            return response
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Params | None,
+        data: Mapping[str, str] | Params | None,
+        authenticated: bool,
+    ) -> FhirResponse:
+        headers = await self._headers(url, authenticated)
+        async with self.limiter.slot():
+            self.stats.requests += 1
+            try:
+                response = await self._http.request(
+                    method, url, params=_query(params), data=_form(data), headers=headers
+                )
+            except httpx.TransportError as error:
+                reason = _transport_reason(error)
+                raise _RetryableProblem(reason, None, ServerUnreachableError) from None
+        if response.status_code in RETRYABLE_STATUSES:
+            if response.status_code in THROTTLE_STATUSES:
+                self.stats.throttled += 1
+                self.limiter.on_throttle()
+            wait = retry_after(response.headers.get("Retry-After"), time.time())
+            raise _RetryableProblem(f"HTTP {response.status_code}", wait, ServerUnreachableError)
+        self.limiter.on_success()
+        return FhirResponse(response.status_code, self._body(response))
+
+    def _body(self, response: httpx.Response) -> Any:
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            if response.status_code < 300:
+                # A cut or garbled body from a proxy is worth another try.
+                raise _RetryableProblem(
+                    "response body is not valid JSON", None, IncompleteDataError
+                ) from None
+            return None
+
+    async def _headers(self, url: str, authenticated: bool) -> dict[str, str]:
+        if not authenticated:
+            return {}
+        headers = {"Prefer": "handling=strict"} if self.options.strict_handling else {}
+        # Credentials go only to the server's own origin, never to a host a link points at.
+        if _origin(url) == self._origin:
+            headers.update(await self.credentials.headers(self))
+        return headers
+
+    def _delay(self, attempt: int, server_wait: float | None) -> float:
+        if server_wait is not None:
+            return min(server_wait, self.options.max_retry_wait)
+        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+
+def status_error(status: int, body: Any, what: str) -> Exception:
+    """The user-facing error for a final non-2xx answer."""
+    detail = outcome_summary(body)
+    message = f"{what}: HTTP {status}{': ' + detail if detail else ''}"
+    if status in (401, 403):
+        return AuthError(f"{message} (check the credentials and scopes)")
+    if status < 500 or status == 501:
+        return ServerRefusedError(message, status)
+    return ServerUnreachableError(message)
+
+
+def outcome_summary(body: Any) -> str:
+    """The first issue of an OperationOutcome as `severity code: diagnostics`, shortened."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    issues = [issue for issue in body.get("issue", []) if isinstance(issue, dict)]
+    if not issues:
+        return "OperationOutcome without issues"
+    issue = issues[0]
+    text = issue.get("diagnostics") or issue.get("details", {}).get("text") or ""
+    summary = f"{issue.get('severity', '?')} {issue.get('code', '?')}: {text}".strip(": ")
+    return summary if len(summary) <= 200 else summary[:197] + "..."
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def normalise_base_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{base_url!r} is not an http(s) FHIR base URL")
+    if parts.username or parts.password:
+        raise ConfigError("put credentials in FHIR_HCC_* variables or files, not in the URL")
+    if parts.query or parts.fragment:
+        raise ConfigError("a FHIR base URL has no query or fragment")
+    return base_url.rstrip("/")
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def _tls_verification(options: ClientOptions) -> ssl.SSLContext | bool:
+    if not options.verify_tls:
+        log.warning("TLS certificate verification is off")
+        return False
+    if options.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(options.ca_bundle))
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"{options.ca_bundle}: cannot load the CA bundle ({error})") from None
+
+
+def _query(params: Params | None) -> list[tuple[str, str]] | None:
+    # httpx replaces a URL's own query with an empty params list, so pass None instead.
+    return list(params) if params else None
+
+
+def _form(data: Mapping[str, str] | Params | None) -> dict[str, list[str]] | None:
+    """httpx form bodies are mappings; repeated keys become lists."""
+    if data is None:
+        return None
+    pairs = data.items() if isinstance(data, Mapping) else data
+    form: dict[str, list[str]] = {}
+    for key, value in pairs:
+        form.setdefault(key, []).append(value)
+    return form
+
+
+def _transport_reason(error: httpx.TransportError) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return f"timed out ({type(error).__name__})"
+    return f"connection failed ({type(error).__name__})"

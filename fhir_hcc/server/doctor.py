@@ -1,0 +1,213 @@
+"""Preflight for a pull: what the server supports, whether the credentials work, and how much
+a pull would fetch (`_summary=count` estimates)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_hcc.errors import FhirHccError
+from fhir_hcc.server.auth import Credentials
+from fhir_hcc.server.batching import code_lists
+from fhir_hcc.server.client import FhirClient
+from fhir_hcc.server.errors import EXIT_AUTH_FAILED, EXIT_INCOMPLETE_DATA, AuthError
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.pull import CANDIDATE_TYPES, PATIENT_TYPES
+
+# The search parameters the pull sends, per resource type.
+NEEDED_PARAMETERS = {
+    "Patient": ("_id",),
+    "Condition": ("code", "patient"),
+    "Procedure": ("code", "patient"),
+    "MedicationAdministration": ("patient",),
+    "Observation": ("code", "patient"),
+    "Encounter": ("patient",),
+    "Medication": ("_id",),
+}
+ALWAYS_SUPPORTED = {"_id"}  # common to all resources, often not listed per type
+
+
+@dataclass
+class TypeSupport:
+    name: str
+    listed: bool
+    missing: list[str]
+    includes: int
+
+
+@dataclass
+class DoctorReport:
+    base_url: str
+    fhir_version: str | None = None
+    software: str = "unknown"
+    formats: list[str] = field(default_factory=list)
+    types: list[TypeSupport] = field(default_factory=list)
+    export: bool = False
+    smart: str = "not checked"
+    auth: str = "not checked"
+    auth_ok: bool | None = None  # None: the test search failed for another reason
+    paging: str = "not checked"
+    estimates: dict[str, int | None] = field(default_factory=dict)
+    batch_size: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when a pull can run; otherwise the code the pull would most likely fail with."""
+        if self.auth_ok is False:
+            return EXIT_AUTH_FAILED
+        if self.auth_ok is None or any(t.missing or not t.listed for t in self.types):
+            return EXIT_INCOMPLETE_DATA
+        return 0
+
+
+async def diagnose(
+    base_url: str,
+    search_codes: Mapping[str, Sequence[tuple[str, str]]],
+    options: ClientOptions,
+    credentials: Credentials,
+) -> DoctorReport:
+    async with FhirClient(base_url, options, credentials) as client:
+        report = DoctorReport(client.base_url, batch_size=options.batch_size)
+        _read_capabilities(report, await client.get_json(client.url("metadata")))
+        report.smart = await _smart_configuration(client)
+        report.auth, report.auth_ok, probe = await _check_auth(client)
+        if report.auth_ok:
+            report.paging = _check_paging(probe)
+            report.estimates = await _estimates(client, search_codes)
+    return report
+
+
+def _read_capabilities(report: DoctorReport, capability: Any) -> None:
+    if not isinstance(capability, dict) or capability.get("resourceType") != "CapabilityStatement":
+        report.software = "no CapabilityStatement at /metadata"
+        capability = {}
+    report.fhir_version = capability.get("fhirVersion")
+    software = capability.get("software") or {}
+    report.software = " ".join(str(v) for v in (software.get("name"), software.get("version")) if v)
+    report.formats = [str(f) for f in capability.get("format", [])]
+    resources = {
+        r.get("type"): r
+        for rest in capability.get("rest", [])
+        for r in rest.get("resource", [])
+        if isinstance(r, dict)
+    }
+    for name, needed in NEEDED_PARAMETERS.items():
+        resource = resources.get(name, {})
+        listed = {p.get("name") for p in resource.get("searchParam", [])} | ALWAYS_SUPPORTED
+        missing = [p for p in needed if p not in listed]
+        report.types.append(
+            TypeSupport(name, name in resources, missing, len(resource.get("searchInclude", [])))
+        )
+    system_operations = [
+        op for rest in capability.get("rest", []) for op in rest.get("operation", [])
+    ]
+    type_operations = [op for r in resources.values() for op in r.get("operation", [])]
+    report.export = any(op.get("name") == "export" for op in system_operations + type_operations)
+
+
+async def _smart_configuration(client: FhirClient) -> str:
+    url = client.url(".well-known/smart-configuration")
+    try:
+        response = await client.fetch("GET", url, authenticated=False)
+    except FhirHccError as error:
+        return f"not available ({error})"
+    body = response.body if isinstance(response.body, dict) else {}
+    if response.status != 200 or "token_endpoint" not in body:
+        return f"not advertised (HTTP {response.status})"
+    algorithms = ", ".join(body.get("token_endpoint_auth_signing_alg_values_supported", []))
+    grants = ", ".join(body.get("grant_types_supported", []))
+    endpoint = body["token_endpoint"]
+    return f"token endpoint {endpoint}; grants: {grants or '?'}; algs: {algorithms or '?'}"
+
+
+async def _check_auth(client: FhirClient) -> tuple[str, bool | None, Any]:
+    """A one-entry Patient search: proves the credentials, and is the paging probe too."""
+    try:
+        bundle = await client.get_json(client.url("Patient"), [("_count", "1")])
+    except AuthError as error:
+        return f"FAILED: {error}", False, None
+    except FhirHccError as error:
+        return f"unknown: the test search failed: {error}", None, None
+    return f"ok ({client.options.auth.mode})", True, bundle
+
+
+def _check_paging(bundle: Any) -> str:
+    if not isinstance(bundle, dict):
+        return "not checked"
+    has_next = any(link.get("relation") == "next" for link in bundle.get("link", []))
+    total = bundle.get("total")
+    if isinstance(total, int) and total > 1 and not has_next:
+        return f"FAILED: total {total} but no next link after 1 entry"
+    return "ok (next links)" if has_next else "not exercised (fewer than 2 patients)"
+
+
+async def _estimates(
+    client: FhirClient, search_codes: Mapping[str, Sequence[tuple[str, str]]]
+) -> dict[str, int | None]:
+    estimates: dict[str, int | None] = {}
+    for name in (*CANDIDATE_TYPES, "Observation"):
+        budget = client.options.max_url_length
+        lists = code_lists(client.url(name), search_codes.get(name, ()), budget)
+        counts = [await _count(client, name, [("code", codes)]) for codes in lists]
+        estimates[f"{name} with mapping codes"] = (
+            None if None in counts else sum(c for c in counts if c is not None)
+        )
+    for name in ("Patient", *PATIENT_TYPES):
+        estimates[f"{name} on the server"] = await _count(client, name, [])
+    return estimates
+
+
+async def _count(
+    client: FhirClient, resource_type: str, params: list[tuple[str, str]]
+) -> int | None:
+    try:
+        bundle = await client.get_json(client.url(resource_type), [*params, ("_summary", "count")])
+    except FhirHccError:
+        return None
+    total = bundle.get("total") if isinstance(bundle, dict) else None
+    return total if isinstance(total, int) else None
+
+
+def render(report: DoctorReport) -> str:
+    """The report as aligned text lines."""
+    lines = [
+        f"server        {report.base_url}",
+        f"FHIR version  {report.fhir_version or 'unknown'}"
+        + ("" if (report.fhir_version or "").startswith("4.") else "  (fhir-hcc expects R4)"),
+        f"software      {report.software or 'unknown'}",
+        f"formats       {', '.join(report.formats) or 'not listed'}",
+        f"bulk $export  {'yes' if report.export else 'no'}",
+        f"SMART config  {report.smart}",
+        f"credentials   {report.auth}",
+        f"paging        {report.paging}",
+        "resource types the pull searches:",
+    ]
+    for support in report.types:
+        if not support.listed:
+            status = "NOT LISTED in the CapabilityStatement"
+        elif support.missing:
+            status = f"missing search parameters: {', '.join(support.missing)}"
+        else:
+            status = "ok"
+        lines.append(f"  {support.name:<26}{status}; {support.includes} _include values")
+    if report.estimates:
+        lines.append("estimates (_summary=count):")
+        for name, count in report.estimates.items():
+            lines.append(f"  {name:<40}{'unknown' if count is None else count}")
+        lines.append(f"  {_pull_size(report)}")
+    return "\n".join(lines)
+
+
+def _pull_size(report: DoctorReport) -> str:
+    by_code = [report.estimates.get(f"{n} with mapping codes") for n in CANDIDATE_TYPES]
+    if None in by_code:
+        return "candidate patients: unknown"
+    upper = sum(c for c in by_code if c is not None)
+    batches = math.ceil(upper / report.batch_size) if report.batch_size else 0
+    searches = batches * (1 + len(PATIENT_TYPES))
+    return (
+        f"candidate patients: at most {upper}; about {searches} searches "
+        f"in batches of {report.batch_size} (plus paging)"
+    )

@@ -1,0 +1,174 @@
+"""Fail-closed search paging: every page, or a loud error (or a recorded gap when allowed).
+
+Follows `link[relation=next]` as given (relative links resolved against the service base).
+Stops with an error on a next-link cycle, a resource id seen twice, a `total` that disagrees
+with what arrived, or an error-severity OperationOutcome. `search.mode = outcome`
+entries are surfaced as warnings and never passed on as data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from fhir_hcc.server.client import FhirClient, Params, outcome_summary
+from fhir_hcc.server.errors import (
+    AuthError,
+    IncompleteDataError,
+    ServerRefusedError,
+    ServerUnreachableError,
+)
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any], str], None]  # (resource, search mode)
+ERROR_SEVERITIES = frozenset({"error", "fatal"})
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    resource_type: str
+    params: Params
+    post: bool = False  # POST [type]/_search with a form body
+
+    @property
+    def method(self) -> str:
+        return "POST" if self.post else "GET"
+
+    def url(self, client: FhirClient) -> str:
+        return client.url(f"{self.resource_type}/_search" if self.post else self.resource_type)
+
+
+@dataclass
+class SearchResult:
+    query: str  # in full, for the manifest
+    label: str  # shortened, for messages
+    pages: int = 0
+    matches: int = 0
+    total: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    gap: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """This search as it appears in the manifest."""
+        entry: dict[str, Any] = {
+            "query": self.query,
+            "pages": self.pages,
+            "matches": self.matches,
+            "total": self.total,
+        }
+        if self.gap:
+            entry["gap"] = self.gap
+        return entry
+
+
+async def run_search(
+    client: FhirClient, request: SearchRequest, sink: Sink, *, allow_gaps: bool = False
+) -> SearchResult:
+    """Page through one search, handing each resource to `sink`; raise or record gaps."""
+    result = SearchResult(
+        client.describe(request.method, request.url(client), request.params, limit=None),
+        client.describe(request.method, request.url(client), request.params),
+    )
+    try:
+        await _follow_pages(client, request, sink, result)
+    except (AuthError, ServerRefusedError):
+        raise  # not a gap: fix the credentials, or fall back to another request form
+    except (IncompleteDataError, ServerUnreachableError) as error:
+        if not allow_gaps:
+            raise
+        result.gap = str(error)
+        log.warning("gap recorded: %s", error)
+    return result
+
+
+async def _follow_pages(
+    client: FhirClient, request: SearchRequest, sink: Sink, result: SearchResult
+) -> None:
+    if request.post:
+        bundle = await client.get_json(request.url(client), form=request.params)
+    else:
+        bundle = await client.get_json(request.url(client), request.params)
+    page_url = result.label
+    # The first page counts as visited, so a next link back to it is a cycle too.
+    visited = {str(httpx.URL(request.url(client), params=list(request.params)))}
+    seen: set[tuple[str, str]] = set()
+    while True:
+        result.pages += 1
+        _check_bundle(bundle, page_url)
+        if result.total is None and isinstance(bundle.get("total"), int):
+            result.total = bundle["total"]
+        for entry in bundle.get("entry") or []:
+            _take_entry(entry, page_url, seen, sink, result)
+        next_url = next_link(bundle, client.base_url)
+        if next_url is None:
+            break
+        if next_url in visited:
+            raise IncompleteDataError(f"{result.label}: next link cycles back to {next_url}")
+        visited.add(next_url)
+        page_url = client.describe("GET", next_url)
+        bundle = await client.get_json(next_url)
+    if result.total is not None and result.total != result.matches:
+        raise IncompleteDataError(
+            f"{result.label}: the server reported total {result.total} "
+            f"but {result.matches} resources arrived in {result.pages} pages"
+        )
+
+
+def _check_bundle(bundle: Any, where: str) -> None:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        kind = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        raise IncompleteDataError(f"{where}: expected a searchset Bundle, got {kind}")
+    if not isinstance(bundle.get("entry", []), list):
+        raise IncompleteDataError(f"{where}: Bundle.entry is not a list")
+
+
+def _take_entry(
+    entry: Any,
+    where: str,
+    seen: set[tuple[str, str]],
+    sink: Sink,
+    result: SearchResult,
+) -> None:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if not isinstance(resource, dict):
+        raise IncompleteDataError(f"{where}: a Bundle entry has no resource")
+    mode = (entry.get("search") or {}).get("mode", "match")
+    if mode == "outcome" or resource.get("resourceType") == "OperationOutcome":
+        _surface_outcome(resource, where, result)
+        return
+    resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+    if not isinstance(resource_type, str) or not isinstance(resource_id, str):
+        raise IncompleteDataError(f"{where}: a Bundle entry lacks resourceType or id")
+    if mode == "match":
+        key = (resource_type, resource_id)
+        if key in seen:
+            raise IncompleteDataError(
+                f"{result.label}: {resource_type}/{resource_id} arrived twice "
+                f"(page {result.pages}); the server's paging is unstable"
+            )
+        seen.add(key)
+        result.matches += 1
+    sink(resource, mode)
+
+
+def _surface_outcome(outcome: dict[str, Any], where: str, result: SearchResult) -> None:
+    issues = [issue for issue in outcome.get("issue", []) if isinstance(issue, dict)]
+    if any(issue.get("severity") in ERROR_SEVERITIES for issue in issues):
+        raise IncompleteDataError(f"{where}: the server reported {outcome_summary(outcome)}")
+    warning = f"{where}: {outcome_summary(outcome)}"
+    result.warnings.append(warning)
+    log.warning("server outcome: %s", warning)
+
+
+def next_link(bundle: dict[str, Any], base_url: str) -> str | None:
+    """The absolute URL of `link[relation=next]`; FHIR resolves relative URLs against the base."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+            return urljoin(f"{base_url}/", link["url"])
+    return None

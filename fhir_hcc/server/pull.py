@@ -1,0 +1,386 @@
+"""The pull plan: find candidate patients by code, then fetch what the cohort needs, in batches.
+
+1. Candidates: Condition and Procedure token searches with the mapping codes, several codes per
+   request; the patients they reference are the candidates.
+2. Per batch of candidates (`patient=a,b,c`, sized under the URL limit): Patient, Condition,
+   Procedure, MedicationAdministration, Observation (mapped codes only) and Encounter (for the
+   last-contact date). A server that refuses lists gets `POST [type]/_search`, then one patient
+   per request; the downgrade sticks for that resource type.
+3. The Medications the administrations reference.
+
+Output: `<Type>.ndjson` per type and `manifest.json` (server, FHIR version, queries, counts,
+time, tool version; no secrets). Files appear only when the pull is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from fhir_hcc.errors import ConfigError, FhirHccError
+from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.server.batching import code_lists, pack, token
+from fhir_hcc.server.client import FhirClient, Params, tool_version
+from fhir_hcc.server.errors import IncompleteDataError, ServerRefusedError
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.paging import SearchRequest, SearchResult, Sink, run_search
+from fhir_hcc.server.progress import NoProgress, Progress
+from fhir_hcc.server.writer import NdjsonWriter
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_TYPES = ("Condition", "Procedure")
+PATIENT_TYPES = ("Condition", "Procedure", "MedicationAdministration", "Observation", "Encounter")
+ID_SEARCHED_TYPES = frozenset({"Patient", "Medication"})  # by _id; the others by patient
+CODE_FILTERED_TYPES = frozenset({"Observation"})  # everything else: all of a patient's resources
+MANIFEST = "manifest.json"
+PARTIAL_DIR = ".pull-partial"
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_MEDICATION_REFERENCE = re.compile(r"^(?:.*/)?Medication/([A-Za-z0-9\-.]{1,64})$")
+
+
+class Strategy(enum.IntEnum):
+    """How a list of ids is sent; a refusal moves a resource type to the next one."""
+
+    GET_LIST = 0
+    POST_LIST = 1
+    ONE_PER_REQUEST = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+@dataclass
+class PullLog:
+    """What the manifest reports: every search, warning and recorded gap."""
+
+    searches: list[SearchResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+
+class _Puller:
+    def __init__(
+        self,
+        client: FhirClient,
+        search_codes: Mapping[str, Sequence[tuple[str, str]]],
+        writer: NdjsonWriter,
+        progress: Progress,
+    ) -> None:
+        self.client = client
+        self.options = client.options
+        self.search_codes = search_codes
+        self.writer = writer
+        self.progress = progress
+        self.log = PullLog()
+        self.strategies: dict[str, Strategy] = {}
+        self.medication_ids: set[str] = set()
+
+    # -- phases ----------------------------------------------------------------------------
+    async def find_candidates(self) -> list[str]:
+        candidates: set[str] = set()
+        requests = [
+            SearchRequest(resource_type, [("code", codes), ("_count", self._count)])
+            for resource_type in CANDIDATE_TYPES
+            for codes in self._code_lists(resource_type)
+        ]
+        self.progress.phase("candidates", len(requests), 0)
+
+        def collect(resource: dict[str, Any], mode: str) -> None:
+            patient = self._patient_of(resource)
+            if mode == "match" and patient is not None:
+                candidates.add(patient)
+
+        await _all(self._search(request, collect) for request in requests)
+        return sorted(candidates)
+
+    async def fetch_patient_data(self, candidates: list[str]) -> None:
+        work = [
+            (resource_type, codes)
+            for resource_type in ("Patient", *PATIENT_TYPES)
+            for codes in self._code_filters(resource_type)
+        ]
+        batches = pack(candidates, self._fits_every(work), self.options.batch_size)
+        self.progress.phase("patient data", len(batches) * len(work), len(candidates))
+        await _all(
+            self._fetch_by_ids(resource_type, batch, _code_params(codes))
+            for batch in batches
+            for resource_type, codes in work
+        )
+        await self._recover_missing_patients(candidates)
+
+    async def fetch_medications(self) -> None:
+        wanted = sorted(i for i in self.medication_ids if not self.writer.has("Medication", i))
+        batches = pack(wanted, self._fits_every([("Medication", None)]), self.options.batch_size)
+        self.progress.phase("medications", len(batches), 0)
+        await _all(self._fetch_by_ids("Medication", batch, []) for batch in batches)
+
+    # -- one list of ids, with fallbacks ---------------------------------------------------
+    async def _fetch_by_ids(self, resource_type: str, ids: list[str], extra: Params) -> None:
+        sink = self._sink(resource_type, set(ids))
+        strategy = self.strategies.get(resource_type, Strategy.GET_LIST)
+        while True:
+            try:
+                if strategy is Strategy.ONE_PER_REQUEST:
+                    for one in ids:
+                        await self._search(self._by_ids(resource_type, [one], extra, False), sink)
+                else:
+                    post = strategy is Strategy.POST_LIST
+                    await self._search(self._by_ids(resource_type, ids, extra, post), sink)
+                return
+            except ServerRefusedError as refusal:
+                if strategy is Strategy.ONE_PER_REQUEST:
+                    raise
+                strategy = Strategy(max(strategy + 1, self.strategies.get(resource_type, 0)))
+                if self.strategies.get(resource_type) != strategy:
+                    self.strategies[resource_type] = strategy
+                    self.log.warn(f"{refusal}; now sending {resource_type} as {strategy.label}")
+
+    def _by_ids(
+        self, resource_type: str, ids: list[str], extra: Params, post: bool
+    ) -> SearchRequest:
+        id_param = "_id" if resource_type in ID_SEARCHED_TYPES else "patient"
+        params = [(id_param, ",".join(ids)), *extra, ("_count", self._count)]
+        return SearchRequest(resource_type, params, post)
+
+    async def _recover_missing_patients(self, candidates: list[str]) -> None:
+        """A list search that silently returns fewer Patients gets asked one by one."""
+        missing = [pid for pid in candidates if not self.writer.has("Patient", pid)]
+        sink = self._sink("Patient", set(missing))
+        for pid in missing:
+            await self._search(self._by_ids("Patient", [pid], [], False), sink)
+            if not self.writer.has("Patient", pid):
+                self.log.warn(f"Patient/{pid} is referenced by a candidate resource but not found")
+
+    async def _search(self, request: SearchRequest, sink: Sink) -> SearchResult:
+        result = await run_search(self.client, request, sink, allow_gaps=self.options.allow_gaps)
+        self.log.searches.append(result)
+        self.log.warnings.extend(result.warnings)
+        self.progress.advance(result.matches, self.client.stats)
+        return result
+
+    def _sink(self, resource_type: str, asked: set[str]) -> Sink:
+        """Writes what arrives, after checking each match is one of the ids asked for."""
+
+        def write(resource: dict[str, Any], mode: str) -> None:
+            if mode == "match":
+                self._check_asked(resource_type, resource, asked)
+            if resource["resourceType"] == "MedicationAdministration":
+                self._note_medication(resource)
+            self.writer.write(resource)
+
+        return write
+
+    def _check_asked(self, resource_type: str, resource: dict[str, Any], asked: set[str]) -> None:
+        by_id = resource_type in ID_SEARCHED_TYPES
+        key = resource["id"] if by_id else self._patient_of(resource)
+        if key not in asked:
+            what = "was not asked for" if by_id else "belongs to a patient that was not asked for"
+            raise IncompleteDataError(
+                f"{resource['resourceType']}/{resource['id']} {what}: "
+                f"the server may ignore the {'_id' if by_id else 'patient'} parameter"
+            )
+
+    def _note_medication(self, resource: dict[str, Any]) -> None:
+        reference = (resource.get("medicationReference") or {}).get("reference")
+        if not isinstance(reference, str) or reference.startswith("#"):
+            return  # a code or a contained Medication: nothing to fetch
+        match = _MEDICATION_REFERENCE.match(reference)
+        if match and self._is_local(reference):
+            self.medication_ids.add(match.group(1))
+        else:
+            self.log.warn(f"MedicationAdministration/{resource['id']}: cannot follow {reference}")
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def _count(self) -> str:
+        return str(self.options.page_size)
+
+    def _patient_of(self, resource: dict[str, Any]) -> str | None:
+        reference = (resource.get("subject") or resource.get("patient") or {}).get("reference")
+        if not isinstance(reference, str) or not self._is_local(reference):
+            return None
+        match = _PATIENT_REFERENCE.search(reference)
+        return match.group(1) if match else None
+
+    def _is_local(self, reference: str) -> bool:
+        absolute = reference.startswith(("http://", "https://"))
+        return not absolute or reference.startswith(f"{self.client.base_url}/")
+
+    def _code_lists(self, resource_type: str) -> list[str]:
+        """Code lists that leave half of the URL length for patient ids."""
+        codes = self.search_codes.get(resource_type, ())
+        url = self.client.url(resource_type)
+        return code_lists(url, codes, self.options.max_url_length // 2)
+
+    def _code_filters(self, resource_type: str) -> list[str | None]:
+        if resource_type in CODE_FILTERED_TYPES:
+            return list(self._code_lists(resource_type))
+        return [None]
+
+    def _fits_every(self, work: Iterable[tuple[str, str | None]]) -> Callable[[list[str]], bool]:
+        """Whether an id list fits the URL of every planned search that will carry it."""
+        requests = [(resource_type, _code_params(codes)) for resource_type, codes in work]
+
+        def fits(ids: list[str]) -> bool:
+            for resource_type, extra in requests:
+                params = self._by_ids(resource_type, ids, extra, False).params
+                url = httpx.URL(self.client.url(resource_type), params=list(params))
+                if len(str(url)) > self.options.max_url_length:
+                    return False
+            return True
+
+        return fits
+
+
+def _code_params(codes: str | None) -> Params:
+    return [("code", codes)] if codes else []
+
+
+async def _all(coroutines: Iterable[Any]) -> None:
+    """Run concurrently (the client's limiter bounds the requests); the first failure wins."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except* FhirHccError as failures:
+        raise failures.exceptions[0] from None
+
+
+# -- the whole pull --------------------------------------------------------------------------
+async def pull(
+    base_url: str,
+    search_codes: Mapping[str, Sequence[tuple[str, str]]],
+    options: ClientOptions,
+    out_dir: Path,
+    *,
+    credentials: Credentials | None = None,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Pull into `out_dir` and return the manifest; nothing is left behind on failure."""
+    started = time.time()
+    credentials = credentials or build_credentials(
+        options.auth, os.environ if environ is None else environ
+    )
+    partial = _prepare(out_dir)
+    writer = NdjsonWriter(partial)
+    progress = progress or NoProgress()
+    try:
+        async with FhirClient(base_url, options, credentials) as client:
+            capability = await client.get_json(client.url("metadata"))
+            puller = _Puller(client, search_codes, writer, progress)
+            _check_fhir_version(capability, puller.log)
+            candidates = await puller.find_candidates()
+            await puller.fetch_patient_data(candidates)
+            await puller.fetch_medications()
+        writer.close()
+        manifest = _manifest(client, capability, puller, candidates, writer, options, started)
+        _publish(partial, out_dir, manifest)
+    except BaseException:
+        writer.close()
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        progress.close()
+    return manifest
+
+
+def _check_fhir_version(capability: Any, pull_log: PullLog) -> None:
+    version = capability.get("fhirVersion") if isinstance(capability, dict) else None
+    if not isinstance(version, str) or not version.startswith("4."):
+        pull_log.warn(f"the server's CapabilityStatement gives FHIR version {version}, not R4")
+
+
+def _prepare(out_dir: Path) -> Path:
+    """A fresh staging folder; refuses a directory of someone else's NDJSON files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("*.ndjson")) and not (out_dir / MANIFEST).is_file():
+        raise ConfigError(f"{out_dir}: holds NDJSON files that are not a pull; use an empty folder")
+    partial = out_dir / PARTIAL_DIR
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    return partial
+
+
+def _publish(partial: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Replace a previous pull's files by this one's, manifest last."""
+    previous = out_dir / MANIFEST
+    if previous.is_file():
+        old_files = orjson.loads(previous.read_bytes()).get("files", {}).values()
+        for name in old_files:
+            (out_dir / Path(name).name).unlink(missing_ok=True)
+    for path in partial.iterdir():
+        path.replace(out_dir / path.name)
+    partial.rmdir()
+    staged = out_dir / f"{MANIFEST}.tmp"
+    staged.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    staged.replace(previous)
+
+
+def _manifest(
+    client: FhirClient,
+    capability: Any,
+    puller: _Puller,
+    candidates: list[str],
+    writer: NdjsonWriter,
+    options: ClientOptions,
+    started: float,
+) -> dict[str, Any]:
+    capability = capability if isinstance(capability, dict) else {}
+    finished = time.time()
+    gaps = [result.record() for result in puller.log.searches if result.gap]
+    return {
+        "tool": {"name": "fhir-hcc", "version": tool_version()},
+        "server": {
+            "baseUrl": client.base_url,
+            "fhirVersion": capability.get("fhirVersion"),
+            "software": capability.get("software"),
+        },
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "seconds": round(finished - started, 3),
+        "complete": not gaps,
+        "options": {
+            "auth": options.auth.mode,
+            "strictHandling": options.strict_handling,
+            "allowGaps": options.allow_gaps,
+            "pageSize": options.page_size,
+            "batchSize": options.batch_size,
+            "concurrency": options.concurrency,
+            "maxUrlLength": options.max_url_length,
+        },
+        "searchCodes": {
+            resource_type: [token(system, code) for system, code in codes]
+            for resource_type, codes in sorted(puller.search_codes.items())
+        },
+        "candidates": len(candidates),
+        "counts": dict(sorted(writer.counts.items())),
+        "files": writer.file_names(),
+        "requests": vars(client.stats) | {"lowestConcurrency": client.limiter.lowest},
+        "strategies": {name: strategy.label for name, strategy in puller.strategies.items()},
+        "queries": [result.record() for result in puller.log.searches],
+        "warnings": puller.log.warnings,
+        "gaps": gaps,
+    }
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
