@@ -52,6 +52,7 @@ class FileSource:
     """A directory (searched recursively) or a single file of FHIR JSON or NDJSON."""
 
     SUFFIXES = (".json", ".ndjson", ".ndjson.gz")
+    NOT_DATA = frozenset({"manifest.json"})  # written beside the data by pulls and exports
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -69,7 +70,9 @@ class FileSource:
         return sorted(
             path
             for path in self.path.rglob("*")
-            if path.is_file() and path.name.endswith(self.SUFFIXES)
+            if path.is_file()
+            and path.name.endswith(self.SUFFIXES)
+            and path.name not in self.NOT_DATA
         )
 
     def read(self, report: Report) -> Iterator[Item]:

@@ -34,6 +34,7 @@ def test_directory_is_searched_recursively(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "b" / "Condition.ndjson.gz", "wt") as handle:
         handle.write('{"resourceType":"Condition","id":"c1"}\n')
     (tmp_path / "notes.txt").write_text("ignored")
+    write_json(tmp_path / "b" / "manifest.json", {"transactionTime": "2026-01-01", "output": []})
     resources, problems = read_all(tmp_path)
     assert sorted(r["id"] for r in resources) == ["c1", "o1", "o2", "p1"]
     assert problems == []

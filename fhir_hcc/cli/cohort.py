@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.output import write_result
+from fhir_hcc.server.options import add_client_arguments, options_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +33,18 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad input (exit code 2)"
     )
+    parser.add_argument("--pull-dir", help="with a server SOURCE: keep what was pulled here")
+    add_client_arguments(parser)
 
 
 def build_from_args(args: argparse.Namespace) -> CohortResult:
-    return build_cohort(args.source, args.config, strict=args.strict)
+    server_options = None
+    if args.source.startswith(("http://", "https://")):
+        server_options = {
+            "options": options_from_args(args),
+            "workdir": args.pull_dir and Path(args.pull_dir),
+        }
+    return build_cohort(args.source, args.config, strict=args.strict, server_options=server_options)
 
 
 def run(args: argparse.Namespace) -> int:

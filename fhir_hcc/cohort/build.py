@@ -56,17 +56,21 @@ def build_cohort(
     strict: bool = False,
     mappings: Mappings | None = None,
     progress: Callable[[int], None] | None = None,
+    server_options: dict[str, Any] | None = None,
 ) -> CohortResult:
     """Build the salvage-surgery cohort from FHIR resources.
 
     `source` is a directory or file of FHIR JSON / NDJSON(.gz), an http(s) FHIR base URL, or a
     `Source`. With `strict`, the first bad input raises `InputError`; otherwise it is counted
-    in the flow and QC and the run goes on.
+    in the flow and QC and the run goes on. `server_options` (for example
+    `{"options": ClientOptions(...), "workdir": path}`) go to `fhir_hcc.server.ServerSource`.
     """
     if not isinstance(config, CohortConfig):
         config = load_config(config)
     mappings = mappings or load_mappings(config.mappings)
-    collected = collect(open_source(source), mappings, config, strict=strict, progress=progress)
+    # A server is searched for the codes of the mappings in use (site codes included).
+    opened = open_source(source, search_codes=mappings.search_codes(), **(server_options or {}))
+    collected = collect(opened, mappings, config, strict=strict, progress=progress)
     return derive_cohort(collected, config)
 
 
