@@ -64,10 +64,8 @@ def _death_date(demographics: Demographics, evidence: Evidence) -> tuple[date | 
         fact for fact in evidence.dated("death") if fact.date and fact.date.precision == "day"
     ]
     if observed:
-        if not demographics.deceased:
-            evidence.note(
-                "death_from_observation", observed[0].source, "Patient not marked deceased"
-            )
+        marked = "marked deceased" if demographics.deceased else "not marked deceased"
+        evidence.note("death_date_from_observation", observed[0].source, f"Patient {marked}")
         return observed[0].date.day, [observed[0].source]  # type: ignore[union-attr]
     return None, []
 
