@@ -1,0 +1,90 @@
+"""`fhir-hcc analyze`: files written, one-line errors, and a fast `--help`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pytest import approx
+
+from fhir_hcc.cli import main
+
+from .reference import reference_cohort
+
+
+def test_writes_json_html_markdown_and_figures(tmp_path):
+    cohort = tmp_path / "cohort.csv"
+    reference_cohort().to_csv(cohort, index=False)
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"Patients with HCC": 57, "Analysed": 49}))
+    out = tmp_path / "out"
+    code = main(
+        [
+            "analyze",
+            str(cohort),
+            "--out",
+            str(out / "report.json"),
+            "--html",
+            str(out / "report.html"),
+            "--markdown",
+            str(out / "report.md"),
+            "--plots",
+            str(out / "figures"),
+            "--flow",
+            str(flow),
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 49
+    assert report["overall_survival"]["at_months"]["60"]["estimate"] == approx(0.5728, abs=1e-4)
+    assert report["flow"] == [
+        {"step": "Patients with HCC", "n": 57, "left_out": {}},
+        {"step": "Analysed", "n": 49, "left_out": {}},
+    ]
+    assert "(figures/overall_survival.png)" in (out / "report.md").read_text()
+    assert len(list((out / "figures").glob("*.png"))) == 4
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_bad_cohort_is_one_line_on_stderr_and_exit_code_2(tmp_path, capsys):
+    cohort = tmp_path / "cohort.csv"
+    reference_cohort().drop(columns=["os_months"]).to_csv(cohort, index=False)
+    code = main(["analyze", str(cohort), "--out", str(tmp_path / "report.json")])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error == f"fhir-hcc: error: {cohort}: missing column os_months\n"
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_flow_from_the_cohort_stage_is_shown_with_reasons(tmp_path):
+    cohort = tmp_path / "cohort.csv"
+    reference_cohort().to_csv(cohort, index=False)
+    flow = tmp_path / "flow.json"
+    steps = [
+        {"step": "hcc", "n": 57, "left_out": {"no_downstaging": 8}},
+        {"step": "included", "n": 49, "left_out": {}},
+    ]
+    flow.write_text(json.dumps({"steps": steps, "included": 49}))
+    markdown = tmp_path / "report.md"
+    args = ["analyze", str(cohort), "--out", str(tmp_path / "r.json"), "--flow", str(flow)]
+    assert main([*args, "--markdown", str(markdown)]) == 0
+    assert "| &nbsp;&nbsp;left out: no downstaging | 8 |" in markdown.read_text()
+
+
+def test_malformed_flow_names_the_file(tmp_path, capsys):
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps({"steps": [{"n": 3}]}))
+    args = ["analyze", "cohort.csv", "--out", str(tmp_path / "r.json"), "--flow", str(flow)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"fhir-hcc: error: {flow}: flow counts: expected")
+
+
+def test_importing_the_command_does_not_load_the_analysis_stack():
+    code = (
+        "import sys, fhir_hcc.cli.analyze; "
+        "print(sorted({'lifelines', 'matplotlib', 'scipy'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
