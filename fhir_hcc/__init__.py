@@ -5,7 +5,11 @@
 >>> result.table.head()          # one row per included patient (the cohort contract)
 >>> result.flow["steps"]         # CONSORT/STROBE counts
 >>> result.qc                    # every data-quality decision
+>>> report = fhir_hcc.analyze(result.table)   # survival, recurrence, group comparisons
+>>> report.to_html()
 """
+
+from typing import Any
 
 from fhir_hcc.cohort import COLUMNS, CohortResult, build_cohort
 from fhir_hcc.config import CohortConfig, load_config
@@ -23,8 +27,18 @@ __all__ = [
     "Origin",
     "Source",
     "__version__",
+    "analyze",
     "build_cohort",
     "load_config",
     "load_mappings",
     "open_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The analysis stage imports lifelines and scipy (seconds): load it on first use only.
+    if name == "analyze":
+        from fhir_hcc.analysis import analyze
+
+        return analyze
+    raise AttributeError(f"module 'fhir_hcc' has no attribute {name!r}")

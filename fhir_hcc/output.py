@@ -60,6 +60,10 @@ def write_json(data: object, path: str | Path) -> None:
     _write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", Path(path))
 
 
+def write_text(text: str, path: str | Path) -> None:
+    _write_bytes(text.encode("utf-8"), Path(path))
+
+
 def write_result(
     result: CohortResult,
     out: str | Path,

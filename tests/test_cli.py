@@ -124,3 +124,39 @@ def test_search_outcome_is_a_warning_even_when_strict(tmp_path: Path) -> None:
     )
     counts = json.loads(flow.read_text())["input"]
     assert (counts["problems"], counts["warnings"]) == (0, 1)
+
+
+def test_run_writes_cohort_report_and_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(FIXTURES), "--out-dir", str(out)]) == 0
+    written = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
+    assert {
+        "cohort.csv",
+        "flow.json",
+        "qc.csv",
+        "report.json",
+        "report.html",
+        "report.md",
+    } <= written
+    assert "figures/overall_survival.png" in written
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 49
+    assert report["overall_survival"]["at_months"]["60"]["estimate"] == pytest.approx(
+        0.5728, abs=1e-4
+    )
+    printed = capsys.readouterr().out
+    assert "n = 49" in printed
+    assert "1y 98.0%, 3y 64.2%, 5y 57.3%; median 85.9 (95% CI 35.5 to not reached)" in printed
+
+
+def test_analyze_is_exposed_lazily() -> None:
+    code = (
+        "import sys, fhir_hcc; before = 'lifelines' in sys.modules; fhir_hcc.analyze; "
+        "print(before, 'lifelines' in sys.modules or 'fhir_hcc.analysis' in sys.modules)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert output.stdout.split() == ["False", "True"]

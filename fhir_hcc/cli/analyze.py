@@ -9,9 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fhir_hcc.errors import InputError
+from fhir_hcc.output import write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fhir_hcc.analysis import AnalysisResult
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--suppress-below",
-        type=_non_negative,
+        type=non_negative,
         metavar="K",
         help="show counts from 1 to K-1 as <K (reports leaving the hospital); 0 = off",
     )
@@ -45,27 +53,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from fhir_hcc.analysis import load_cohort
 
-    from fhir_hcc.analysis import analyze, load_analysis_config, load_cohort
-
-    config = load_analysis_config(args.config)
-    if args.suppress_below is not None:
-        config = replace(config, suppress_below=args.suppress_below)
     flow = _read_flow(args.flow) if args.flow else None
-    result = analyze(load_cohort(args.cohort), config, flow=flow)
-    _write(args.out, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
-    if args.plots:
-        try:
-            result.save_figures(args.plots)
-        except OSError as error:
-            raise InputError(f"{args.plots}: cannot write figures: {error.strerror}") from None
-    if args.html:
-        _write(args.html, result.to_html())
-    if args.markdown:
-        figures = os.path.relpath(args.plots, args.markdown.parent) if args.plots else None
-        _write(args.markdown, result.to_markdown(figures))
+    result = analyze_table(load_cohort(args.cohort), args.config, args.suppress_below, flow)
+    write_report(result, args.out, args.html, args.markdown, args.plots)
     return 0
+
+
+def analyze_table(
+    table: pd.DataFrame, config_path: Path | None, suppress_below: int | None, flow: dict | None
+) -> AnalysisResult:
+    from fhir_hcc.analysis import analyze, load_analysis_config
+
+    config = load_analysis_config(config_path)
+    if suppress_below is not None:
+        config = replace(config, suppress_below=suppress_below)
+    return analyze(table, config, flow=flow)
+
+
+def write_report(
+    result: AnalysisResult,
+    out: Path,
+    html: Path | None = None,
+    markdown: Path | None = None,
+    plots: Path | None = None,
+) -> None:
+    """report.json, and the HTML, the Markdown (linking the figures) and the PNG figures."""
+    write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n", out)
+    if plots:
+        try:
+            result.save_figures(plots)
+        except OSError as error:
+            raise InputError(f"{plots}: cannot write figures: {error.strerror}") from None
+    if html:
+        write_text(result.to_html(), html)
+    if markdown:
+        figures = os.path.relpath(plots, markdown.parent) if plots else None
+        write_text(result.to_markdown(figures), markdown)
 
 
 def _read_flow(path: Path) -> dict:
@@ -83,15 +108,7 @@ def _read_flow(path: Path) -> dict:
     return flow
 
 
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"{path}: cannot write: {error.strerror}") from None
-
-
-def _non_negative(text: str) -> int:
+def non_negative(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

@@ -1,0 +1,84 @@
+"""`fhir-hcc run SOURCE --out-dir DIR`: the cohort and its analysis in one go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fhir_hcc.cli.analyze import analyze_table, non_negative, write_report
+from fhir_hcc.cli.cohort import add_source_arguments, build_from_args, summary
+from fhir_hcc.output import write_result
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="cohort and analysis in one go: tables, flow, QC, report and figures",
+        description=(
+            "Build the cohort from SOURCE and analyse it, writing cohort.csv, flow.json, qc.csv, "
+            "report.json, report.html, report.md and figures/ into the output directory."
+        ),
+    )
+    add_source_arguments(parser)
+    parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--suppress-below", type=non_negative, metavar="K", help="show counts 1..K-1 as <K"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fhir_hcc.analysis import load_cohort
+
+    out: Path = args.out_dir
+    cohort = build_from_args(args)
+    write_result(cohort, out / "cohort.csv", out / "flow.json", out / "qc.csv")
+    # The analysis reads the table as written, exactly as `fhir-hcc analyze` would.
+    config = Path(args.config) if args.config else None
+    report = analyze_table(
+        load_cohort(out / "cohort.csv"), config, args.suppress_below, cohort.flow
+    )
+    write_report(
+        report, out / "report.json", out / "report.html", out / "report.md", out / "figures"
+    )
+    print(summary(cohort))
+    print(headline(report.to_dict()))
+    print(
+        f"written to {out}/: cohort.csv flow.json qc.csv report.json report.html report.md figures/"
+    )
+    return 0
+
+
+def headline(report: dict) -> str:
+    """The numbers a reader checks first: the cohort and its survival."""
+    survival = report["overall_survival"]
+    lines = [f"n = {report['n']}"]
+    for key in ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis"):
+        counts = ", ".join(f"{name} {count}" for name, count in report[key].items() if count)
+        lines.append(f"  {key}: {counts}")
+    ages = report["age_at_surgery"]
+    lines.append(f"  age at surgery: {ages['min']}-{ages['max']} (median {ages['median']})")
+    recurrence = report["recurrence"]
+    lines.append(
+        f"  recurrence: {recurrence['n']} ({recurrence['intrahepatic']} intrahepatic, "
+        f"{recurrence['extrahepatic']} extrahepatic, {recurrence['both']} both)"
+    )
+    rates = ", ".join(
+        f"{int(months) // 12}y {_percent(point['estimate'])}"
+        for months, point in survival["at_months"].items()
+    )
+    lower, upper = survival["median_ci"]
+    lines.append(
+        f"overall survival: {rates}; median {_months(survival['median_months'])} "
+        f"(95% CI {_months(lower)} to {_months(upper)}); "
+        f"median follow-up {_months(survival['median_followup_months'])} months"
+    )
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _months(value: float | None) -> str:
+    return "not reached" if value is None else f"{value:.1f}"
