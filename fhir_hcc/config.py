@@ -75,16 +75,22 @@ def load_config(path: str | Path | None = None) -> CohortConfig:
     if path is None:
         return CohortConfig()
     path = Path(path)
+    config = config_from_dict(study_table(path, "cohort"), source=str(path))
+    # Relative mapping directories are relative to the config file.
+    return replace(config, mappings=tuple(str(path.parent / p) for p in config.mappings))
+
+
+def study_table(path: Path, name: str) -> dict[str, Any]:
+    """One table (`[cohort]`, `[analysis]`) of a study TOML file; empty when it has none."""
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: cannot read study config: {error}") from None
-    table = data.get("cohort", {})
-    base = path.parent
-    config = config_from_dict(table, source=str(path))
-    # Relative mapping directories are relative to the config file.
-    return replace(config, mappings=tuple(str(base / p) for p in config.mappings))
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return table
 
 
 def config_from_dict(table: dict[str, Any], source: str = "config") -> CohortConfig:

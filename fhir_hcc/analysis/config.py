@@ -6,13 +6,13 @@ of the same file (`[cohort]`) belong to the cohort stage and are ignored here.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from fhir_hcc.analysis.cohort_table import TIME_ORIGINS
 from fhir_hcc.analysis.compare import COVARIATES, FACTORS
+from fhir_hcc.config import study_table
 from fhir_hcc.errors import ConfigError
 
 
@@ -57,15 +57,7 @@ def load_analysis_config(path: str | Path | None = None) -> AnalysisConfig:
     if path is None:
         return AnalysisConfig()
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read study config: {error}") from None
-    table = data.get("analysis", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [analysis] must be a table")
-    return analysis_config_from_dict(table, source=str(path))
+    return analysis_config_from_dict(study_table(path, "analysis"), source=str(path))
 
 
 def analysis_config_from_dict(table: dict[str, Any], source: str = "config") -> AnalysisConfig:
