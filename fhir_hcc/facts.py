@@ -77,6 +77,32 @@ class Collected:
     skipped: Counter[str] = field(default_factory=Counter)
     problems: list[Any] = field(default_factory=list)  # InputProblems reported while reading
 
+    def merge(self, later: Collected) -> None:
+        """Add what a worker collected from a later part of the input, as if read after ours."""
+        for patient_id, record in later.patients.items():
+            mine = self.patients.get(patient_id)
+            if mine is None:
+                self.patients[patient_id] = record
+                continue
+            mine.facts += record.facts
+            for day, source in record.contacts.items():
+                mine.contacts.setdefault(day, source)
+            if mine.demographics is None:
+                mine.demographics = record.demographics
+            elif record.demographics is not None:
+                source = record.demographics.source
+                self.skip(
+                    patient_id,
+                    "duplicate_resource",
+                    source,
+                    "a second copy of the Patient was ignored",
+                )
+        self.medications.update(later.medications)
+        self.notes += later.notes
+        self.resources_read.update(later.resources_read)
+        self.skipped.update(later.skipped)
+        self.problems += later.problems
+
     def patient(self, patient_id: str) -> PatientFacts:
         found = self.patients.get(patient_id)
         if found is None:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from fhir_hcc.cohort import CohortResult, build_cohort
+from fhir_hcc.config import load_config
+from fhir_hcc.mappings import load_mappings
 from fhir_hcc.output import write_result
 from fhir_hcc.server.options import add_client_arguments, options_from_args
 
@@ -33,7 +35,17 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at the first bad input (exit code 2)"
     )
+    parser.add_argument(
+        "--workers", type=int, help="processes reading a large NDJSON export (default: cores)"
+    )
     parser.add_argument("--pull-dir", help="with a server SOURCE: keep what was pulled here")
+    parser.add_argument(
+        "--mappings",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="site mapping directory, after FHIR_HCC_MAPPINGS and the config's (repeatable)",
+    )
     add_client_arguments(parser)
 
 
@@ -44,7 +56,16 @@ def build_from_args(args: argparse.Namespace) -> CohortResult:
             "options": options_from_args(args),
             "workdir": args.pull_dir and Path(args.pull_dir),
         }
-    return build_cohort(args.source, args.config, strict=args.strict, server_options=server_options)
+    config = load_config(args.config)
+    mappings = load_mappings([*config.mappings, *args.mappings])
+    return build_cohort(
+        args.source,
+        config,
+        strict=args.strict,
+        mappings=mappings,
+        workers=args.workers,
+        server_options=server_options,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,15 @@ from fhir_hcc.facts import Collected, Note
 from fhir_hcc.mappers import MapContext, map_item
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.models import validation_errors
-from fhir_hcc.sources import InputProblem, Source, decode, open_source
+from fhir_hcc.sources import (
+    FileSource,
+    InputProblem,
+    NdjsonSlice,
+    Source,
+    decode,
+    open_source,
+    partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +65,7 @@ def build_cohort(
     *,
     strict: bool = False,
     mappings: Mappings | None = None,
-    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
     server_options: dict[str, Any] | None = None,
 ) -> CohortResult:
     """Build the salvage-surgery cohort from FHIR resources.
@@ -64,13 +74,18 @@ def build_cohort(
     `Source`. With `strict`, the first bad input raises `InputError`; otherwise it is counted
     in the flow and QC and the run goes on. `server_options` (for example
     `{"options": ClientOptions(...), "workdir": path}`) go to `fhir_hcc.server.ServerSource`.
+    Large NDJSON inputs are read by `workers` processes (default: one per core, up to 4).
     """
     if not isinstance(config, CohortConfig):
         config = load_config(config)
     mappings = mappings or load_mappings(config.mappings)
     # A server is searched for the codes of the mappings in use (site codes included).
     opened = open_source(source, search_codes=mappings.search_codes(), **(server_options or {}))
-    collected = collect(opened, mappings, config, strict=strict, progress=progress)
+    parts = _parts(opened, workers) if not strict else []
+    if len(parts) > 1:
+        collected = collect_parallel(parts, mappings, config, workers or _default_workers())
+    else:
+        collected = collect(opened, mappings, config, strict=strict)
     return derive_cohort(collected, config)
 
 
@@ -80,7 +95,6 @@ def collect(
     config: CohortConfig,
     *,
     strict: bool = False,
-    progress: Callable[[int], None] | None = None,
 ) -> Collected:
     """Stream every resource of a source through the mappers into per-patient facts."""
     collected = Collected()
@@ -93,7 +107,7 @@ def collect(
         problems.append(problem)
 
     ctx = MapContext(mappings, collected, report, config.zone())
-    for count, (item, origin) in enumerate(source.read(report), start=1):
+    for item, origin in source.read(report):
         if strict:  # R4 structure first: a strict run maps only valid resources
             resource = decode(item, origin, report) if isinstance(item, bytes) else item
             if resource is None:
@@ -103,10 +117,61 @@ def collect(
                 report(InputProblem(origin, reference, path, message))
             item = resource
         map_item(item, origin, ctx)
-        if progress is not None and count % 100_000 == 0:
-            progress(count)
     collected.problems = problems
     return collected
+
+
+# Below this much NDJSON, starting worker processes costs more than it saves.
+PARALLEL_MIN_BYTES = 64 * 2**20
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _parts(source: Source, workers: int | None) -> list[FileSource | NdjsonSlice]:
+    """Independent parts of a large file source; [] when one process should read it all."""
+    workers = workers or _default_workers()
+    if workers < 2 or not isinstance(source, FileSource):
+        return []
+    total = sum(path.stat().st_size for path in source.files())
+    if total < PARALLEL_MIN_BYTES:
+        return []
+    return partitions(source, max(total // (workers * 8), 16 * 2**20))
+
+
+def collect_parallel(
+    parts: list[FileSource | NdjsonSlice], mappings: Mappings, config: CohortConfig, workers: int
+) -> Collected:
+    """`collect` over parts in worker processes, merged in reading order: the same result,
+    line numbers of problems included, as one process reading the parts in turn."""
+    context = multiprocessing.get_context("fork")
+    collected = Collected()
+    lines_before: dict[str, int] = {}
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = [(part, mappings, config) for part in parts]
+        for part, (found, lines) in zip(parts, pool.map(_collect_part, jobs), strict=True):
+            location = str(part.path)
+            offset = lines_before.get(location, 0)
+            found.problems = [_shifted(problem, offset) for problem in found.problems]
+            lines_before[location] = offset + lines
+            collected.merge(found)
+    return collected
+
+
+def _collect_part(
+    job: tuple[FileSource | NdjsonSlice, Mappings, CohortConfig],
+) -> tuple[Collected, int]:
+    part, mappings, config = job
+    found = collect(part, mappings, config)
+    return found, getattr(part, "lines", 0)
+
+
+def _shifted(problem: InputProblem, offset: int) -> InputProblem:
+    if not offset or problem.origin.line is None:
+        return problem
+    origin = problem.origin._replace(line=problem.origin.line + offset)
+    return replace(problem, origin=origin)
 
 
 def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:

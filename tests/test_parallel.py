@@ -1,0 +1,68 @@
+"""Large NDJSON inputs are read by several processes; the result must equal one process's."""
+
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+import fhir_hcc
+from fhir_hcc.cohort import collect, derive_cohort
+from fhir_hcc.cohort.build import collect_parallel
+from fhir_hcc.config import CohortConfig
+from fhir_hcc.sources import FileSource, NdjsonSlice, partitions
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salvage2004"
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference bundles as a Bulk-Data-style export (one NDJSON file per type), with a
+    truncated line and a blank line in the middle of the Observations."""
+    folder = tmp_path_factory.mktemp("export")
+    by_type: dict[str, list[bytes]] = {}
+    for resource, _ in FileSource(FIXTURES).read(lambda problem: None):  # urn:uuid resolved
+        assert isinstance(resource, dict)
+        by_type.setdefault(resource["resourceType"], []).append(orjson.dumps(resource))
+    observations = by_type["Observation"]
+    middle = len(observations) // 2
+    observations[middle:middle] = [b'{"resourceType": "Observation", "id": "cut', b""]
+    for resource_type, lines in by_type.items():
+        (folder / f"{resource_type}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
+def test_slices_cover_every_line_once(export: Path) -> None:
+    parts = partitions(FileSource(export), chunk_bytes=50_000)
+    slices = [part for part in parts if isinstance(part, NdjsonSlice)]
+    assert len(slices) > 10
+    observations = export / "Observation.ndjson"
+    lines = []
+    for part in slices:
+        if part.path == observations:
+            lines += [item for item, _ in part.read(lambda problem: None)]
+    expected = [
+        line for line in observations.read_bytes().splitlines(keepends=True) if line.strip()
+    ]
+    assert lines == expected
+
+
+def test_parallel_equals_sequential(export: Path) -> None:
+    mappings, config = fhir_hcc.load_mappings(), CohortConfig()
+    sequential = derive_cohort(collect(FileSource(export), mappings, config), config)
+    parts = partitions(FileSource(export), chunk_bytes=50_000)
+    parallel = derive_cohort(collect_parallel(parts, mappings, config, workers=2), config)
+    pd.testing.assert_frame_equal(sequential.table, parallel.table)
+    assert sequential.flow == parallel.flow
+    assert len(sequential.table) == 49
+    key = ["patient_id", "rule", "source", "detail"]
+    pd.testing.assert_frame_equal(
+        sequential.qc.sort_values(key).reset_index(drop=True),
+        parallel.qc.sort_values(key).reset_index(drop=True),
+    )
+    assert [str(p) for p in sequential.problems] == [str(p) for p in parallel.problems]
+    lines = (export / "Observation.ndjson").read_bytes().split(b"\n")
+    cut_line = next(number for number, line in enumerate(lines, start=1) if b'"cut' in line)
+    assert [(p.origin.line, p.message.split(" (")[0]) for p in parallel.problems] == [
+        (cut_line, "malformed JSON")
+    ]
