@@ -126,10 +126,10 @@ class Mappings:
                 row.get("status", ""),
             )
             if code.endswith("*"):
-                prefix = _normalise_code(system.normalise, code[:-1])
+                prefix = normalise_code(system.normalise, code[:-1])
                 concept.prefixes.append((system.canonical, prefix, match))
             else:
-                concept.exact[(system.canonical, _normalise_code(system.normalise, code))] = match
+                concept.exact[(system.canonical, normalise_code(system.normalise, code))] = match
 
     @staticmethod
     def _pattern(name: str, path: Path, row: dict[str, Any]) -> tuple[re.Pattern[str], Match]:
@@ -158,7 +158,7 @@ class Mappings:
         known = self._systems.get(system) or self._systems.get(system.rstrip("/"))
         if known is None:
             return system, code.strip()
-        return known.canonical, _normalise_code(known.normalise, code)
+        return known.canonical, normalise_code(known.normalise, code)
 
     def match_coding(self, concept: str, coding: dict[str, Any]) -> Match | None:
         index = self._concept(concept)
@@ -232,8 +232,9 @@ class Mappings:
                 index.setdefault(key, []).append(match)
         return index
 
-    def has_prefixes(self, concept: str) -> bool:
-        return bool(self._concept(concept).prefixes)
+    def knows_system(self, uri: str) -> bool:
+        """Whether systems.toml declares this URI (canonical or alias)."""
+        return uri in self._systems
 
     def concepts(self) -> list[str]:
         return sorted(self._concepts)
@@ -245,7 +246,8 @@ class Mappings:
             raise ConfigError(f"no mapping file defines concept {name!r}") from None
 
 
-def _normalise_code(kind: str, code: str) -> str:
+def normalise_code(kind: str, code: str) -> str:
+    """A code in the spelling it is matched in: `kind` is a system's `normalise` setting."""
     code = code.strip()
     if kind == "icd":
         return code.replace(".", "").upper()

@@ -11,7 +11,18 @@ from fhir_hcc.errors import FhirHccError
 
 # Each module defines `add_parser(subparsers)`, which registers the command and sets `func`
 # (a callable taking the parsed namespace and returning the exit code).
-COMMAND_MODULES = ("cohort", "explain", "analyze", "run", "pull", "doctor", "validate")
+COMMAND_MODULES = (
+    "cohort",
+    "explain",
+    "analyze",
+    "run",
+    "pull",
+    "doctor",
+    "validate",
+    "codes",
+    "lint_mappings",
+    "fixtures",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

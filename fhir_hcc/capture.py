@@ -1,0 +1,304 @@
+"""De-identified fixture capture behind `fhir-hcc fixtures capture`.
+
+Pulls a few named patients from a FHIR server (the Patient, their Condition, Procedure,
+MedicationAdministration, Observation and Encounter resources, and the Medications those
+reference) and writes one collection Bundle per patient that a site can commit as a validation
+case. De-identification, all keyed by a secret that never appears on the command line:
+
+- every resource id becomes an HMAC-SHA256 pseudonym of `Type/id`, and every reference is
+  rewritten to it (references to other servers are dropped), so the bundle stays consistent;
+- every date, dateTime and instant (Period start and end included) moves by one offset per
+  patient, derived from the key, so intervals are kept; a partial date keeps its precision;
+  ISO dates written inside other text move too;
+- names of people, addresses, telecom, identifiers, photos, attachments, narrative (`text.div`),
+  notes and comments, reference displays and `meta.source` / `meta.versionId` are removed.
+
+Coded data and CodeableConcept text stay, since the mappers read them. Dates written in other
+forms inside free text (for example "11/10/2001") are not found: look at a bundle before
+sharing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_hcc.errors import ConfigError, FhirHccError
+from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.server.client import FhirClient
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.paging import SearchRequest, run_search
+from fhir_hcc.server.pull import PATIENT_TYPES
+
+KEY_ENV = "FHIR_HCC_CAPTURE_KEY"
+KEY_FILE_ENV = "FHIR_HCC_CAPTURE_KEY_FILE"
+MIN_KEY_BYTES = 16
+# The offset is at least a month (no date stays put) and at most two years either way.
+MIN_SHIFT_DAYS = 30
+MAX_SHIFT_DAYS = 730
+PSEUDONYM_HEX_DIGITS = 24
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_REFERENCE = re.compile(
+    r"^(?:(?P<base>https?://\S+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
+    r"(?:/_history/[^/]+)?$"
+)
+_FHIR_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?")
+_DATE_IN_TEXT = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+# Elements of date types whose names do not end in Date / DateTime / Instant.
+_DATE_KEYS = frozenset(
+    {"date", "start", "end", "issued", "recorded", "authoredOn", "lastUpdated", "created"}
+)
+_DATE_SUFFIXES = ("Date", "DateTime", "Instant")
+# Elements that hold identifiers or canonical URIs, never a date written in text.
+_LITERAL_KEYS = frozenset({"system", "url", "code", "id", "profile", "unit"})
+_REMOVED_KEYS = frozenset(
+    {
+        "identifier", "address", "telecom", "photo", "contact", "note", "comment",
+        "presentedForm", "valueAttachment", "valueAddress", "valueHumanName",
+        "valueContactPoint", "valueIdentifier", "patientInstruction",
+    }
+)  # fmt: skip
+_PEOPLE = frozenset({"Patient", "Practitioner", "RelatedPerson", "Person"})
+_FREE_TEXT = re.compile(rb'"value(?:String|Markdown)"')
+_META_REMOVED = frozenset({"source", "versionId"})
+PSEUDONYMISED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "PSEUDED",
+    "display": "pseudonymized",
+}
+
+
+def load_key(key_file: Path | None = None, environ: Mapping[str, str] | None = None) -> bytes:
+    """The pseudonym key: from `key_file`, else FHIR_HCC_CAPTURE_KEY_FILE, else the variable."""
+    env = os.environ if environ is None else environ
+    path = key_file or (Path(env[KEY_FILE_ENV]) if env.get(KEY_FILE_ENV) else None)
+    if path is not None:
+        try:
+            key = path.read_bytes().strip()
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the capture key ({error.strerror})") from None
+        where = str(path)
+    else:
+        key = env.get(KEY_ENV, "").strip().encode()
+        where = KEY_ENV
+    if not key:
+        raise ConfigError(f"no capture key: set {KEY_ENV} or {KEY_FILE_ENV}, or give --key-file")
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"{where}: the capture key must have at least {MIN_KEY_BYTES} bytes")
+    return key
+
+
+class Deidentifier:
+    """Keyed pseudonyms and date offsets, and the scrubbing of one patient's resources."""
+
+    def __init__(self, key: bytes, base_url: str = "") -> None:
+        self._key = key
+        self._base_url = base_url.rstrip("/")
+
+    def _digest(self, purpose: str, text: str) -> bytes:
+        return hmac.new(self._key, f"{purpose}|{text}".encode(), hashlib.sha256).digest()
+
+    def pseudonym(self, resource_type: str, resource_id: str) -> str:
+        return self._digest("id", f"{resource_type}/{resource_id}").hex()[:PSEUDONYM_HEX_DIGITS]
+
+    def shift_days(self, patient_id: str) -> int:
+        """The patient's date offset: never 0, the same for every resource of the patient."""
+        number = int.from_bytes(self._digest("date-shift", patient_id)[:8], "big")
+        magnitude = MIN_SHIFT_DAYS + number % (MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1)
+        return magnitude if number >> 63 else -magnitude
+
+    def bundle(self, patient_id: str, resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """One patient's resources, de-identified, as a collection Bundle."""
+        shift = self.shift_days(patient_id)
+        return {
+            "resourceType": "Bundle",
+            "id": self.pseudonym("Patient", patient_id),
+            "meta": {"security": [PSEUDONYMISED]},
+            "type": "collection",
+            "entry": [{"resource": self.resource(r, shift)} for r in resources],
+        }
+
+    def resource(self, resource: dict[str, Any], shift: int) -> dict[str, Any]:
+        """A de-identified copy of one resource with its dates moved by `shift` days."""
+        return self._object(resource, shift, top=True)
+
+    # -- the walk --------------------------------------------------------------------------
+    def _object(self, node: dict[str, Any], shift: int, *, top: bool = False) -> dict[str, Any]:
+        resource_type = node.get("resourceType")
+        cleaned: dict[str, Any] = {}
+        for key, value in node.items():
+            if _removed(key, value, node):
+                continue
+            if key == "id" and top and isinstance(value, str):
+                cleaned[key] = self.pseudonym(str(resource_type), value)
+            elif key == "reference" and isinstance(value, str):
+                reference = self._reference(value)
+                if reference is not None:
+                    cleaned[key] = reference
+            elif key == "meta" and isinstance(value, dict):
+                meta = {k: v for k, v in value.items() if k not in _META_REMOVED}
+                cleaned[key] = self._object(meta, shift)
+            else:
+                value = self._value(key, value, shift)
+                if value not in (None, {}, []):
+                    cleaned[key] = value
+        if resource_type in _PEOPLE:
+            cleaned.pop("name", None)
+            _drop_free_text_extensions(cleaned)
+        return cleaned
+
+    def _value(self, key: str, value: Any, shift: int) -> Any:
+        if isinstance(value, dict):
+            return self._object(value, shift)
+        if isinstance(value, list):
+            items = (self._value(key, item, shift) for item in value)
+            return [item for item in items if item not in (None, {}, [])]
+        if isinstance(value, str):
+            return _shift_text(key, value, shift)
+        return value
+
+    def _reference(self, reference: str) -> str | None:
+        if reference.startswith("#"):
+            return reference  # a contained resource: local to this one
+        match = _REFERENCE.match(reference)
+        if match is None:
+            return None
+        base = match.group("base")
+        if base and base.rstrip("/") != self._base_url:
+            return None  # another server's resource: not captured, and it may identify
+        resource_type = match.group("type")
+        return f"{resource_type}/{self.pseudonym(resource_type, match.group('id'))}"
+
+
+def _removed(key: str, value: Any, node: dict[str, Any]) -> bool:
+    if key in _REMOVED_KEYS:
+        return True
+    if key == "text" and isinstance(value, dict):
+        return True  # the narrative; CodeableConcept.text is a string and stays
+    # A Reference's display names a person or place; a Coding's display names the code.
+    return key == "display" and "code" not in node and "system" not in node
+
+
+def _drop_free_text_extensions(person: dict[str, Any]) -> None:
+    """A person's extensions in free text (a maiden name, a birth place) may identify them."""
+    for key in ("extension", "modifierExtension"):
+        kept = [e for e in person.get(key, []) if not _FREE_TEXT.search(orjson.dumps(e))]
+        if kept:
+            person[key] = kept
+        else:
+            person.pop(key, None)
+
+
+def _shift_text(key: str, text: str, shift: int) -> str | None:
+    if key in _DATE_KEYS or key.endswith(_DATE_SUFFIXES):
+        match = _FHIR_DATE.fullmatch(text)
+        if match is not None:
+            return _shift_fhir_date(match, shift)
+    if key in _LITERAL_KEYS:
+        return text
+    return _DATE_IN_TEXT.sub(lambda found: _shift_iso_day(found, shift), text)
+
+
+def _shift_fhir_date(match: re.Match[str], shift: int) -> str | None:
+    """A FHIR date moved by whole days, at its own precision; None if it is no real date."""
+    year, month, day, time = match.groups()
+    try:
+        # A partial date moves from the middle of its month or year, as the cohort imputes it.
+        moved = date(int(year), int(month or 7), int(day or (15 if month else 1)))
+    except ValueError:
+        return None
+    moved += timedelta(days=shift)
+    if day is None:
+        return f"{moved.year:04d}-{moved.month:02d}" if month else f"{moved.year:04d}"
+    return moved.isoformat() + (time or "")
+
+
+def _shift_iso_day(found: re.Match[str], shift: int) -> str:
+    try:
+        day = date(*(int(part) for part in found.groups()))
+    except ValueError:
+        return found.group(0)  # not a calendar date, so not one to hide
+    return (day + timedelta(days=shift)).isoformat()
+
+
+# -- fetching --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Captured:
+    """One written fixture bundle."""
+
+    patient_id: str
+    pseudonym: str
+    path: Path
+    resources: int
+
+
+async def fetch_patient(client: FhirClient, patient_id: str) -> list[dict[str, Any]]:
+    """The Patient, its resources of the cohort's types, and the Medications they reference."""
+    if not _ID.fullmatch(patient_id):
+        raise ConfigError(f"{patient_id!r} is not a FHIR resource id")
+    patient = await client.get_json(client.url(f"Patient/{patient_id}"))
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        raise FhirHccError(f"Patient/{patient_id}: the server did not return a Patient")
+    found: dict[tuple[str, str], dict[str, Any]] = {("Patient", patient_id): patient}
+
+    def keep(resource: dict[str, Any], mode: str) -> None:
+        if mode == "match":
+            found.setdefault((resource["resourceType"], resource["id"]), resource)
+
+    count = str(client.options.page_size)
+    allow_gaps = client.options.allow_gaps
+    for resource_type in PATIENT_TYPES:
+        request = SearchRequest(resource_type, [("patient", patient_id), ("_count", count)])
+        await run_search(client, request, keep, allow_gaps=allow_gaps)
+    medications = sorted(_medication_ids(found.values()))
+    if medications:
+        request = SearchRequest("Medication", [("_id", ",".join(medications)), ("_count", count)])
+        await run_search(client, request, keep, allow_gaps=allow_gaps)
+    return list(found.values())
+
+
+def _medication_ids(resources: Any) -> set[str]:
+    ids = set()
+    for resource in resources:
+        reference = (resource.get("medicationReference") or {}).get("reference")
+        match = _REFERENCE.match(reference) if isinstance(reference, str) else None
+        if match and match.group("type") == "Medication":
+            ids.add(match.group("id"))
+    return ids
+
+
+async def capture(
+    base_url: str,
+    patient_ids: Sequence[str],
+    options: ClientOptions,
+    out_dir: Path,
+    key: bytes,
+    *,
+    credentials: Credentials | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Captured]:
+    """Write one de-identified collection Bundle per patient into `out_dir`."""
+    credentials = credentials or build_credentials(
+        options.auth, os.environ if environ is None else environ
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    async with FhirClient(base_url, options, credentials) as client:
+        deidentifier = Deidentifier(key, client.base_url)
+        for patient_id in patient_ids:
+            resources = await fetch_patient(client, patient_id)
+            bundle = deidentifier.bundle(patient_id, resources)
+            path = out_dir / f"{bundle['id']}.json"
+            path.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+            written.append(Captured(patient_id, bundle["id"], path, len(resources)))
+    return written
