@@ -209,8 +209,8 @@ def _not_estimable(
 ) -> str | None:
     if design.shape[1] == 0:
         return "no covariate varies among the patients analysed"
-    if rows[event_col].sum() == 0:
-        return "no events"
+    if rows[event_col].sum() < 2:  # the proportional-hazards check needs two event times
+        return "fewer than two events"
     for covariate in covariates:
         if covariate not in FACTORS:
             continue
