@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "pull",
     "doctor",
     "validate",
+    "sync",
+    "registry",
     "codes",
     "lint_mappings",
     "fixtures",

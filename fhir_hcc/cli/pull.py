@@ -1,4 +1,8 @@
-"""`fhir-hcc pull URL --out DIR`: the cohort's resources as NDJSON per type plus a manifest."""
+"""`fhir-hcc pull URL --out DIR [--bulk]`: the cohort's resources as NDJSON plus a manifest.
+
+Without `--bulk` the search plan of `fhir_hcc.server.pull` runs; with it, a Bulk Data `$export`
+(`fhir_hcc.server.bulk`) whose output the same NDJSON reader takes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from fhir_hcc.errors import ConfigError
+from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
 from fhir_hcc.server.errors import EXIT_INCOMPLETE_DATA
 from fhir_hcc.server.options import add_client_arguments, options_from_args
 from fhir_hcc.server.progress import progress_for
@@ -20,9 +26,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Find candidate patients by the mapping codes, fetch their Patient, Condition, "
             "Procedure, MedicationAdministration (+ Medication), mapped Observation and "
-            "Encounter resources, and write <Type>.ndjson plus manifest.json. Exit codes: "
-            "3 server unreachable, 4 auth failed, 5 incomplete data (also when --allow-gaps "
-            "recorded a gap)."
+            "Encounter resources, and write <Type>.ndjson plus manifest.json. With --bulk, "
+            "run a Bulk Data $export instead (an interrupted export resumes on the next run "
+            "with the same arguments). Exit codes: 3 server unreachable, 4 auth failed, "
+            "5 incomplete data (also when --allow-gaps recorded a gap or an export reported "
+            "errors)."
         ),
     )
     parser.add_argument("url", metavar="URL", help="FHIR base URL, e.g. https://host/fhir")
@@ -30,8 +38,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mappings", action="append", default=[], help="extra mapping folder (repeatable)"
     )
+    add_bulk_arguments(parser)
     add_client_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Bulk Data $export")
+    group.add_argument("--bulk", action="store_true", help="use $export instead of searches")
+    level = group.add_mutually_exclusive_group()
+    level.add_argument("--group", metavar="ID", help="export Group/ID (default: system level)")
+    level.add_argument(
+        "--patient-level", action="store_true", help="export Patient/$export (all patients)"
+    )
+    group.add_argument("--since", metavar="T", help="only resources changed after instant T")
+    group.add_argument(
+        "--no-type-filter",
+        action="store_true",
+        help="do not send _typeFilter (for servers that reject it)",
+    )
+
+
+def export_request(args: argparse.Namespace, search_codes: dict) -> ExportRequest:
+    filters = () if args.no_type_filter else type_filters(search_codes)
+    return ExportRequest(
+        type_filters=filters,
+        since=args.since,
+        group=args.group,
+        patient_level=args.patient_level,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,12 +74,34 @@ def run(args: argparse.Namespace) -> int:
 
     search_codes = load_mappings(args.mappings).search_codes()
     options = options_from_args(args)
-    manifest = asyncio.run(
-        pull(args.url, search_codes, options, args.out, progress=progress_for(sys.stderr))
-    )
+    progress = progress_for(sys.stderr)
+    if args.bulk:
+        request = export_request(args, search_codes)
+        manifest = asyncio.run(bulk_export(args.url, request, options, args.out, progress=progress))
+        print(bulk_summary(manifest, args.out), file=sys.stderr)
+        return 0 if manifest["complete"] else EXIT_INCOMPLETE_DATA
+    if args.group or args.since or args.patient_level:
+        raise ConfigError("--group, --since and --patient-level need --bulk")
+    manifest = asyncio.run(pull(args.url, search_codes, options, args.out, progress=progress))
     print(summary(manifest, args.out), file=sys.stderr)
     # Gaps were allowed, so the files are written; the exit code still says they are incomplete.
     return EXIT_INCOMPLETE_DATA if manifest["gaps"] else 0
+
+
+def bulk_summary(manifest: dict, out: Path) -> str:
+    counts = ", ".join(f"{name} {count}" for name, count in manifest["counts"].items())
+    resumed = ", resumed" if manifest["resumed"] else ""
+    lines = [
+        f"exported {sum(manifest['counts'].values())} resources in {manifest['seconds']:.1f} s "
+        f"(transaction time {manifest['transactionTime']}{resumed})",
+        f"  {counts}" if counts else "  the export is empty",
+        f"  manifest: {out / 'manifest.json'}",
+    ]
+    if manifest["deleted"]:
+        lines.append(f"  {len(manifest['deleted'])} resources deleted on the server since then")
+    if manifest["errors"]:
+        lines.append(f"  INCOMPLETE: {len(manifest['errors'])} errors (see the manifest)")
+    return "\n".join(lines)
 
 
 def summary(manifest: dict, out: Path) -> str:

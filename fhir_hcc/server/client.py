@@ -13,8 +13,9 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLE_STATUSES = frozenset({429, 503})
 FHIR_JSON = "application/fhir+json"
+NDJSON = "application/fhir+ndjson"
 Params = Sequence[tuple[str, str]]
 
 
@@ -50,7 +52,8 @@ def tool_version() -> str:
 @dataclass(frozen=True)
 class FhirResponse:
     status: int
-    body: Any  # parsed JSON, or None when an error response had no JSON body
+    body: Any  # parsed JSON, or None when an error response (or a 202/204) had no JSON body
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,14 +137,39 @@ class FhirClient:
         params: Params | None = None,
         data: Mapping[str, str] | Params | None = None,
         authenticated: bool = True,
+        prefer: str | None = None,
     ) -> FhirResponse:
-        """Send with retries; return the first answer that is not worth retrying."""
-        what = self.describe(method, url, params)
+        """Send with retries; return the first answer that is not worth retrying.
+
+        `prefer` is added to the Prefer header (e.g. `respond-async` for a Bulk Data kick-off).
+        """
+        return await self._retrying(
+            self.describe(method, url, params),
+            lambda: self._attempt(method, url, params, data, authenticated, prefer),
+            authenticated,
+        )
+
+    async def download(self, url: str, destination: Path) -> FhirResponse:
+        """Stream a file to `destination`, retried like any request (each try rewrites it).
+
+        A gzip-encoded answer is stored as it came, so name `destination` `*.gz` only when the
+        answer's `Content-Encoding` says gzip; the caller checks `headers` to know which it got.
+        """
+        return await self._retrying(
+            self.describe("GET", url), lambda: self._stream_to(url, destination), True
+        )
+
+    async def _retrying(
+        self,
+        what: str,
+        attempt_once: Callable[[], Awaitable[FhirResponse]],
+        authenticated: bool,
+    ) -> FhirResponse:
         reauthenticated = False
         attempt = 0
         while True:
             try:
-                response = await self._attempt(method, url, params, data, authenticated)
+                response = await attempt_once()
             except _RetryableProblem as problem:
                 if attempt >= self.options.max_retries:
                     raise problem.error(
@@ -168,8 +196,9 @@ class FhirClient:
         params: Params | None,
         data: Mapping[str, str] | Params | None,
         authenticated: bool,
+        prefer: str | None = None,
     ) -> FhirResponse:
-        headers = await self._headers(url, authenticated)
+        headers = await self._headers(url, authenticated, prefer)
         async with self.limiter.slot():
             self.stats.requests += 1
             try:
@@ -179,6 +208,34 @@ class FhirClient:
             except httpx.TransportError as error:
                 reason = _transport_reason(error)
                 raise _RetryableProblem(reason, None, ServerUnreachableError) from None
+        self._check_retryable(response)
+        return FhirResponse(response.status_code, self._body(response), response.headers)
+
+    async def _stream_to(self, url: str, destination: Path) -> FhirResponse:
+        # gzip or nothing: the raw bytes go to disk, and only gzip can be read back.
+        headers = await self._headers(url, True) | {"Accept": NDJSON, "Accept-Encoding": "gzip"}
+        async with self.limiter.slot():
+            self.stats.requests += 1
+            try:
+                async with self._http.stream("GET", url, headers=headers) as response:
+                    if response.status_code >= 300:
+                        await response.aread()
+                        self._check_retryable(response)
+                        return FhirResponse(
+                            response.status_code, self._body(response), response.headers
+                        )
+                    with destination.open("wb") as out:
+                        async for chunk in response.aiter_raw():
+                            out.write(chunk)
+            except httpx.TransportError as error:
+                # Includes a body cut short: the file is rewritten from the start next try.
+                reason = _transport_reason(error)
+                raise _RetryableProblem(reason, None, ServerUnreachableError) from None
+        self.limiter.on_success()
+        return FhirResponse(response.status_code, None, response.headers)
+
+    def _check_retryable(self, response: httpx.Response) -> None:
+        """Raise for a status worth another try; otherwise count the answer as a success."""
         if response.status_code in RETRYABLE_STATUSES:
             if response.status_code in THROTTLE_STATUSES:
                 self.stats.throttled += 1
@@ -186,9 +243,10 @@ class FhirClient:
             wait = retry_after(response.headers.get("Retry-After"), time.time())
             raise _RetryableProblem(f"HTTP {response.status_code}", wait, ServerUnreachableError)
         self.limiter.on_success()
-        return FhirResponse(response.status_code, self._body(response))
 
     def _body(self, response: httpx.Response) -> Any:
+        if response.status_code in (202, 204) and not response.content.strip():
+            return None  # Accepted / No Content: nothing to parse
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -199,10 +257,15 @@ class FhirClient:
                 ) from None
             return None
 
-    async def _headers(self, url: str, authenticated: bool) -> dict[str, str]:
+    async def _headers(
+        self, url: str, authenticated: bool, prefer: str | None = None
+    ) -> dict[str, str]:
         if not authenticated:
             return {}
-        headers = {"Prefer": "handling=strict"} if self.options.strict_handling else {}
+        preferences = [prefer] if prefer else []
+        if self.options.strict_handling:
+            preferences.append("handling=strict")
+        headers = {"Prefer": ", ".join(preferences)} if preferences else {}
         # Credentials go only to the server's own origin, never to a host a link points at.
         if _origin(url) == self._origin:
             headers.update(await self.credentials.headers(self))

@@ -76,7 +76,7 @@ class PullLog:
         self.warnings.append(message)
 
 
-class _Puller:
+class Puller:
     def __init__(
         self,
         client: FhirClient,
@@ -286,14 +286,14 @@ async def pull(
     try:
         async with FhirClient(base_url, options, credentials) as client:
             capability = await client.get_json(client.url("metadata"))
-            puller = _Puller(client, search_codes, writer, progress)
+            puller = Puller(client, search_codes, writer, progress)
             _check_fhir_version(capability, puller.log)
             candidates = await puller.find_candidates()
             await puller.fetch_patient_data(candidates)
             await puller.fetch_medications()
         writer.close()
         manifest = _manifest(client, capability, puller, candidates, writer, options, started)
-        _publish(partial, out_dir, manifest)
+        publish(partial, out_dir, manifest)
     except BaseException:
         writer.close()
         shutil.rmtree(partial, ignore_errors=True)
@@ -320,7 +320,7 @@ def _prepare(out_dir: Path) -> Path:
     return partial
 
 
-def _publish(partial: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
+def publish(partial: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
     """Replace a previous pull's files by this one's, manifest last."""
     previous = out_dir / MANIFEST
     if previous.is_file():
@@ -338,7 +338,7 @@ def _publish(partial: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
 def _manifest(
     client: FhirClient,
     capability: Any,
-    puller: _Puller,
+    puller: Puller,
     candidates: list[str],
     writer: NdjsonWriter,
     options: ClientOptions,
@@ -354,8 +354,8 @@ def _manifest(
             "fhirVersion": capability.get("fhirVersion"),
             "software": capability.get("software"),
         },
-        "started": _iso(started),
-        "finished": _iso(finished),
+        "started": iso_timestamp(started),
+        "finished": iso_timestamp(finished),
         "seconds": round(finished - started, 3),
         "complete": not gaps,
         "options": {
@@ -382,5 +382,5 @@ def _manifest(
     }
 
 
-def _iso(seconds: float) -> str:
+def iso_timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")

@@ -72,15 +72,15 @@ def contract_table(days: pd.DataFrame, base_dates: pd.Series | None = None) -> p
             "hbv_status": np.where(days["hbv"] == 1, "positive", "negative"),
             "treatment_group": days["group"],
             "downstaging_start": "",
-            "surgery_date": _iso(surgery),
+            "surgery_date": iso_timestamp(surgery),
             "resection_extent": np.where(days["major"] == 1, "major", "minor"),
             "complete_necrosis": np.where(days["necrosis"] == 1, "yes", "no"),
             "recurrence": np.where(recurred, "yes", "no"),
-            "recurrence_date": _iso(recurrence).where(recurred, ""),
+            "recurrence_date": iso_timestamp(recurrence).where(recurred, ""),
             "recurrence_site": days["rec_site"].where(recurred, ""),
             "death": np.where(died, "yes", "no"),
-            "death_date": _iso(end).where(died, ""),
-            "last_contact_date": _iso(end),
+            "death_date": iso_timestamp(end).where(died, ""),
+            "last_contact_date": iso_timestamp(end),
             "os_months": days["os_days"] / DAYS_PER_MONTH,
             "os_event": days["os_event"],
             "rfs_months": days["rfs_days"] / DAYS_PER_MONTH,
@@ -95,5 +95,5 @@ def reference_cohort() -> pd.DataFrame:
     return contract_table(reference_days(), pd.to_datetime(raw["surgery_date"]))
 
 
-def _iso(dates: pd.Series) -> pd.Series:
+def iso_timestamp(dates: pd.Series) -> pd.Series:
     return dates.dt.strftime("%Y-%m-%d")

@@ -1,0 +1,47 @@
+"""One sync at a time per registry: an advisory `flock` on `<registry>.lock`.
+
+The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a stale
+lock never blocks the next run. The file holds the holder's pid and start time for the message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fhir_hcc.registry.errors import RegistryBusyError
+
+
+def lock_path(registry: Path) -> Path:
+    return registry.with_name(f"{registry.name}.lock")
+
+
+@contextmanager
+def sync_lock(registry: Path) -> Iterator[None]:
+    """Hold the registry's lock, or raise RegistryBusyError naming the holder."""
+    path = lock_path(registry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RegistryBusyError(
+                f"{registry}: another sync is running ({holder}); this one did nothing"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()}, started {started}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

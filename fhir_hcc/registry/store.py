@@ -1,0 +1,282 @@
+"""The registry file: SQLite in WAL mode, holding resources, their old versions, runs and cohorts.
+
+Tables:
+- `resources`: the current version of every resource (type, id, versionId, lastUpdated, content
+  hash, patient id, the run that wrote it, the JSON exactly as the server sent it);
+- `history`: every replaced or deleted version, moved there by triggers (`deleted_by` set for a
+  deletion, `replaced_by` for a change);
+- `runs`: one row per sync (start, end, mode, since, transaction time, per-type counts, status,
+  tool and mapping versions, message);
+- `cohort`: the cohort table of each successful run, one JSON row per patient.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from fhir_hcc.registry.errors import RegistryError
+
+SCHEMA_VERSION = 1
+DEFAULT_FILE = "registry.sqlite"
+REGISTRY_ENV = "FHIR_HCC_REGISTRY"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started TEXT NOT NULL,
+    finished TEXT,
+    mode TEXT NOT NULL,
+    since TEXT,
+    transaction_time TEXT,
+    status TEXT NOT NULL,
+    server TEXT NOT NULL,
+    tool_version TEXT NOT NULL,
+    mappings_version TEXT NOT NULL,
+    counts TEXT,
+    message TEXT
+);
+CREATE TABLE IF NOT EXISTS resources (
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version_id TEXT,
+    last_updated TEXT,
+    hash BLOB NOT NULL,
+    patient TEXT,
+    run_id INTEGER NOT NULL,
+    json BLOB NOT NULL,
+    PRIMARY KEY (type, id)
+) WITHOUT ROWID;  -- one B-tree, not a table plus its key index: faster bulk writes
+CREATE TABLE IF NOT EXISTS history (
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version_id TEXT,
+    last_updated TEXT,
+    hash BLOB NOT NULL,
+    patient TEXT,
+    run_id INTEGER NOT NULL,
+    json BLOB NOT NULL,
+    replaced_by INTEGER,
+    deleted_by INTEGER
+);
+CREATE INDEX IF NOT EXISTS history_resource ON history (type, id);
+CREATE TABLE IF NOT EXISTS cohort (
+    run_id INTEGER NOT NULL,
+    patient TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (run_id, patient)
+);
+CREATE TRIGGER IF NOT EXISTS keep_replaced BEFORE UPDATE ON resources BEGIN
+    INSERT INTO history VALUES (old.type, old.id, old.version_id, old.last_updated, old.hash,
+        old.patient, old.run_id, old.json, new.run_id, NULL);
+END;
+CREATE TRIGGER IF NOT EXISTS keep_deleted BEFORE DELETE ON resources BEGIN
+    INSERT INTO history VALUES (old.type, old.id, old.version_id, old.last_updated, old.hash,
+        old.patient, old.run_id, old.json, NULL, (SELECT value FROM meta WHERE key = 'run'));
+END;
+"""
+
+
+def default_path() -> Path:
+    """$FHIR_HCC_REGISTRY, else $XDG_DATA_HOME/fhir-hcc/registry.sqlite (~/.local/share/...)."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV])
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "fhir-hcc" / DEFAULT_FILE
+
+
+class Row(NamedTuple):
+    """One resource version as stored (a tuple: one is made per resource, and sqlite3 binds it
+    as it is)."""
+
+    type: str
+    id: str
+    version_id: str | None
+    last_updated: str | None
+    hash: bytes
+    patient: str | None
+    json: bytes
+
+
+class Registry:
+    """An open registry file; writes happen inside `transaction()` only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA page_size=16384")  # a new file only: 1-2 KB rows pack better
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL-safe
+            self.db.execute("PRAGMA cache_size=-131072")  # 128 MB
+            self.db.executescript(_SCHEMA)
+            self._check_schema()
+        except sqlite3.DatabaseError as error:
+            raise RegistryError(f"{path}: not a usable registry ({error})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_schema(self) -> None:
+        found = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if found is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) != SCHEMA_VERSION:
+            raise RegistryError(
+                f"{self.path}: schema version {found[0]}, expected {SCHEMA_VERSION}"
+            )
+
+    # -- writing -----------------------------------------------------------------------------
+    def begin(self, run_id: int) -> None:
+        """Start the run's one transaction; deletions are attributed to `run_id`."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (run_id,))
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def insert(self, rows: Sequence[Row], run_id: int) -> None:
+        self.db.executemany(
+            "INSERT INTO resources (type, id, version_id, last_updated, hash, patient, json, "
+            f"run_id) VALUES (?, ?, ?, ?, ?, ?, ?, {int(run_id)})",
+            rows,
+        )
+
+    def replace(self, rows: Iterable[Row], run_id: int) -> None:
+        """New versions of known resources; the trigger keeps the old ones in `history`."""
+        self.db.executemany(
+            "UPDATE resources SET version_id = ?, last_updated = ?, hash = ?, patient = ?, "
+            "run_id = ?, json = ? WHERE type = ? AND id = ?",
+            (
+                (r.version_id, r.last_updated, r.hash, r.patient, run_id, r.json, r.type, r.id)
+                for r in rows
+            ),
+        )
+
+    def delete(self, resource_type: str, ids: Iterable[str]) -> int:
+        cursor = self.db.executemany(
+            "DELETE FROM resources WHERE type = ? AND id = ?", ((resource_type, i) for i in ids)
+        )
+        return cursor.rowcount
+
+    def hashes(self, resource_type: str, rows: Sequence[Row] | None = None) -> dict[str, bytes]:
+        """id -> content hash of the current resources of one type (the ledger), or of `rows`."""
+        if rows is None:
+            query, params = "SELECT id, hash FROM resources WHERE type = ?", [resource_type]
+        else:
+            marks = ", ".join("?" for _ in rows)
+            query = f"SELECT id, hash FROM resources WHERE type = ? AND id IN ({marks})"
+            params = [resource_type, *(row.id for row in rows)]
+        return dict(self.db.execute(query, params))
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, values: dict[str, Any]) -> int:
+        """A `running` row, committed at once so that a killed run stays visible."""
+        self.db.execute(
+            "UPDATE runs SET status = 'interrupted', message = 'the process stopped before "
+            "committing; nothing of it was kept' WHERE status = 'running'"
+        )
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cursor = self.db.execute(
+            f"INSERT INTO runs ({columns}, status) VALUES ({marks}, 'running')",
+            tuple(values.values()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, values: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self.db.execute(
+            f"UPDATE runs SET {assignments} WHERE id = ?", (*_encoded(values.values()), run_id)
+        )
+
+    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._run(row) for row in self._dicts(query)]
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        rows = self._dicts("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise RegistryError(f"{self.path}: no run {run_id}")
+        return self._run(rows[0])
+
+    def last_run(self, *statuses: str) -> dict[str, Any] | None:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._dicts(
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY id DESC LIMIT 1", statuses
+        )
+        return self._run(rows[0]) if rows else None
+
+    # -- cohort snapshots --------------------------------------------------------------------
+    def save_cohort(self, run_id: int, rows: dict[str, dict[str, Any]]) -> None:
+        self.db.executemany(
+            "INSERT INTO cohort VALUES (?, ?, ?)",
+            ((run_id, patient, orjson.dumps(row).decode()) for patient, row in rows.items()),
+        )
+
+    def cohort(self, run_id: int) -> dict[str, dict[str, Any]]:
+        return {
+            patient: orjson.loads(row)
+            for patient, row in self.db.execute(
+                "SELECT patient, row FROM cohort WHERE run_id = ? ORDER BY patient", (run_id,)
+            )
+        }
+
+    # -- reading -----------------------------------------------------------------------------
+    def resource_lines(self) -> Iterator[tuple[str, str, bytes]]:
+        """(type, id, JSON) of every current resource, streamed."""
+        yield from self.db.execute("SELECT type, id, json FROM resources ORDER BY type, id")
+
+    def summary(self) -> dict[str, Any]:
+        def count(query: str) -> int:
+            return self.db.execute(query).fetchone()[0]
+
+        return {
+            "resources": dict(
+                self.db.execute("SELECT type, COUNT(*) FROM resources GROUP BY type ORDER BY 1")
+            ),
+            "oldVersions": count("SELECT COUNT(*) FROM history WHERE deleted_by IS NULL"),
+            "deletions": count("SELECT COUNT(*) FROM history WHERE deleted_by IS NOT NULL"),
+            "bytes": self.path.stat().st_size,
+        }
+
+    def versions(self) -> int:
+        """Stored resource versions: current ones plus those in `history`."""
+        (current,) = self.db.execute("SELECT COUNT(*) FROM resources").fetchone()
+        (old,) = self.db.execute("SELECT COUNT(*) FROM history").fetchone()
+        return current + old
+
+    def _dicts(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cursor = self.db.execute(query, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    @staticmethod
+    def _run(row: dict[str, Any]) -> dict[str, Any]:
+        return row | {"counts": orjson.loads(row["counts"]) if row["counts"] else {}}
+
+
+def _encoded(values: Iterable[Any]) -> tuple[Any, ...]:
+    """Dicts and lists as JSON text; everything else as it is."""
+    return tuple(
+        orjson.dumps(value).decode() if isinstance(value, dict | list) else value
+        for value in values
+    )

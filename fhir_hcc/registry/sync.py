@@ -1,0 +1,307 @@
+"""One sync run: fetch what changed on the server, write it in one transaction, snapshot the cohort.
+
+Modes:
+- `full`: a Bulk Data export of everything the cohort reads; the content-hash ledger finds new,
+  changed and deleted resources by comparison (works on every server, including those that keep
+  no lastUpdated or do not report deletions);
+- `incremental`: a `_since` export from the last good run's transaction time; deletions come from
+  the export's `deleted` files; patients new to the cohort get their full history by search;
+- `search`: the search pull plan (servers without `$export`), compared with the ledger;
+- `auto` (default): `full` when the CapabilityStatement lists `export`, else `search`.
+
+Safety: a lock allows one sync per registry; the run's `running` row is committed first, the
+data, cohort snapshot and final status in one transaction; the export's status URL and a
+finished but not yet written export are kept in `<registry>.work/`, so a killed run's successor
+resumes them instead of starting over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_hcc.cohort import build_cohort
+from fhir_hcc.config import CohortConfig, load_config
+from fhir_hcc.errors import FhirHccError
+from fhir_hcc.mappings import load_mappings, mapping_directories
+from fhir_hcc.registry.ingest import IngestResult, apply_deletions, files_by_type, ingest
+from fhir_hcc.registry.lock import sync_lock
+from fhir_hcc.registry.store import Registry
+from fhir_hcc.server.auth import build_credentials
+from fhir_hcc.server.bulk import ExportRequest, run_export, type_filters
+from fhir_hcc.server.client import FhirClient, tool_version
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.progress import NoProgress, Progress
+from fhir_hcc.server.pull import MANIFEST, Puller, pull
+from fhir_hcc.server.writer import NdjsonWriter
+from fhir_hcc.sources import Item, Origin, Report
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "full", "incremental", "search")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    base_url: str
+    registry: Path
+    mode: str = "auto"
+    group: str | None = None
+    type_filter: bool = True
+    config: CohortConfig | str | Path | None = None
+    snapshot: bool = True  # build and store the cohort (the benchmark times it separately)
+
+
+class RegistrySource:
+    """The registry's current resources as a cohort source, read like NDJSON lines."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def __repr__(self) -> str:
+        return f"RegistrySource({str(self.registry.path)!r})"
+
+    def read(self, report: Report) -> Iterator[Item]:
+        for resource_type, resource_id, line in self.registry.resource_lines():
+            yield line, Origin(f"registry:{resource_type}/{resource_id}")
+
+
+def work_folder(registry: Path) -> Path:
+    return registry.with_name(f"{registry.name}.work")
+
+
+def sync(
+    settings: SyncSettings,
+    options: ClientOptions,
+    *,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one sync under the registry's lock and return its run record."""
+    config = settings.config
+    if not isinstance(config, CohortConfig):
+        config = load_config(config)
+    with (
+        closing(progress or NoProgress()) as shown,
+        sync_lock(settings.registry),
+        Registry(settings.registry) as registry,
+    ):
+        run_id = registry.start_run(
+            {
+                "started": _now(),
+                "mode": settings.mode,
+                "server": settings.base_url,
+                "tool_version": tool_version(),
+                "mappings_version": mappings_version(config.mappings),
+            }
+        )
+        try:
+            _Run(settings, options, config, registry, run_id, shown, environ).run()
+        except BaseException as error:
+            registry.rollback()
+            message = str(error) if isinstance(error, FhirHccError) else type(error).__name__
+            registry.finish_run(
+                run_id, {"status": "failed", "finished": _now(), "message": message}
+            )
+            raise
+        return registry.run(run_id)
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: SyncSettings,
+        options: ClientOptions,
+        config: CohortConfig,
+        registry: Registry,
+        run_id: int,
+        progress: Progress,
+        environ: Mapping[str, str] | None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.config = config
+        self.mappings = load_mappings(config.mappings)
+        self.registry = registry
+        self.run_id = run_id
+        self.progress = progress
+        self.credentials = build_credentials(
+            options.auth, os.environ if environ is None else environ
+        )
+        self.export_dir = work_folder(settings.registry) / "export"
+        self.previous = registry.last_run("ok")
+        self.pending = False  # whether this run writes an export an interrupted run fetched
+
+    def run(self) -> None:
+        started = time.monotonic()
+        pending = self._pending_export()
+        self.pending = pending is not None
+        mode, manifest = pending or asyncio.run(self._fetch())
+        self.registry.begin(self.run_id)
+        result = ingest(
+            self.registry,
+            self.run_id,
+            files_by_type(self.export_dir, manifest["files"]),
+            complete=mode != "incremental" and _complete(manifest),
+        )
+        apply_deletions(self.registry, manifest.get("deleted", []), result)
+        cohort = self._snapshot() if self.settings.snapshot else None
+        if mode == "incremental" and cohort is not None:
+            cohort = self._backfill(cohort, result)
+        if cohort is not None:
+            self.registry.save_cohort(self.run_id, cohort)
+        self.registry.finish_run(self.run_id, self._record(mode, manifest, result, started))
+        self.registry.commit()
+        shutil.rmtree(self.export_dir, ignore_errors=True)
+
+    def _pending_export(self) -> tuple[str, dict[str, Any]] | None:
+        """A finished export of this server that a killed run did not get to write."""
+        try:
+            manifest = orjson.loads((self.export_dir / MANIFEST).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if manifest.get("server", {}).get("baseUrl") != self.settings.base_url.rstrip("/"):
+            return None
+        log.info("writing the export a previous run fetched but did not write")
+        return _mode_of(manifest), manifest
+
+    async def _fetch(self) -> tuple[str, dict[str, Any]]:
+        search_codes = self.mappings.search_codes()
+        async with FhirClient(self.settings.base_url, self.options, self.credentials) as client:
+            mode = await self._mode(client)
+            if mode == "search":
+                manifest = await pull(
+                    self.settings.base_url,
+                    search_codes,
+                    self.options,
+                    self.export_dir,
+                    credentials=self.credentials,
+                    progress=self.progress,
+                )
+                return mode, manifest | {"mode": "search"}
+            request = ExportRequest(
+                type_filters=type_filters(search_codes) if self.settings.type_filter else (),
+                since=self.previous["transaction_time"] if mode == "incremental" else None,
+                group=self.settings.group,
+            )
+            manifest = await run_export(client, request, self.export_dir, progress=self.progress)
+            return mode, manifest
+
+    async def _mode(self, client: FhirClient) -> str:
+        mode = self.settings.mode
+        if mode == "auto":
+            capability = await client.get_json(client.url("metadata"))
+            mode = "full" if _supports_export(capability) else "search"
+        if mode == "incremental" and self.previous is None:
+            log.info("no earlier successful run: this incremental sync exports everything")
+            return "full"
+        return mode
+
+    def _snapshot(self) -> dict[str, dict[str, Any]]:
+        result = build_cohort(RegistrySource(self.registry), self.config, mappings=self.mappings)
+        rows = orjson.loads(result.table.to_json(orient="records", date_format="iso"))
+        return {row["patient_id"]: row for row in rows}
+
+    def _backfill(
+        self, cohort: dict[str, dict[str, Any]], result: IngestResult
+    ) -> dict[str, dict[str, Any]]:
+        """Patients new to the registry or the cohort get their whole history by search.
+
+        A `_since` export leaves out what such a patient had before (a Group export, for one, may
+        send only the new resources of a patient added to the Group); unchanged resources that
+        come again are not rewritten.
+        """
+        before = set(self.registry.cohort(self.previous["id"])) if self.previous else set()
+        patients = sorted(result.new_patients | (set(cohort) - before))
+        if not patients:
+            return cohort
+        folder = work_folder(self.settings.registry) / "backfill"
+        files = asyncio.run(self._fetch_patients(patients, folder))
+        writes = result.writes
+        ingest(
+            self.registry, self.run_id, files_by_type(folder, files), complete=False, result=result
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        return self._snapshot() if result.writes > writes else cohort
+
+    async def _fetch_patients(self, patients: Sequence[str], folder: Path) -> dict[str, str]:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        writer = NdjsonWriter(folder)
+        async with FhirClient(self.settings.base_url, self.options, self.credentials) as client:
+            puller = Puller(client, self.mappings.search_codes(), writer, NoProgress())
+            await puller.fetch_patient_data(list(patients))
+            await puller.fetch_medications()
+        writer.close()
+        return writer.file_names()
+
+    def _record(
+        self, mode: str, manifest: dict[str, Any], result: IngestResult, started: float
+    ) -> dict[str, Any]:
+        complete = _complete(manifest)
+        problems = manifest.get("errors", []) + [str(gap) for gap in manifest.get("gaps", [])]
+        message = (
+            f"{result.writes} writes in {time.monotonic() - started:.1f} s"
+            if complete
+            else f"partial data: {len(problems)} problems, first: {problems[0]}"
+        )
+        if self.pending:
+            message += "; wrote the export of an interrupted run"
+        elif manifest.get("resumed"):
+            message += "; resumed the export of an interrupted run"
+        return {
+            "finished": _now(),
+            "mode": mode,
+            "since": (manifest.get("request") or {}).get("since")
+            if mode == "incremental"
+            else None,
+            "transaction_time": manifest.get("transactionTime") or manifest.get("started"),
+            "status": "ok" if complete else "partial",
+            "counts": result.record(),
+            "message": message,
+        }
+
+
+def mappings_version(extra: Sequence[str | Path] = ()) -> str:
+    """A digest of the mapping files in use, so a run records which code lists it applied."""
+    digest = hashlib.sha256()
+    for directory in mapping_directories(extra):
+        for path in sorted(Path(directory).glob("*.toml")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _supports_export(capability: Any) -> bool:
+    if not isinstance(capability, dict):
+        return False
+    return any(
+        operation.get("name") == "export"
+        for rest in capability.get("rest", [])
+        for operation in rest.get("operation", [])
+    )
+
+
+def _complete(manifest: dict[str, Any]) -> bool:
+    return bool(manifest.get("complete", True)) and not manifest.get("gaps")
+
+
+def _mode_of(manifest: dict[str, Any]) -> str:
+    if manifest.get("mode") != "bulk":
+        return "search"
+    return "incremental" if (manifest.get("request") or {}).get("since") else "full"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

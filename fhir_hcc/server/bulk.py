@@ -1,0 +1,462 @@
+"""Bulk Data `$export`: kick-off, polling, streamed downloads, and a resumable status URL.
+
+1. Kick-off at system, `Patient` or `Group/{id}` level with `Prefer: respond-async`, `_type`,
+   `_typeFilter` (Observations narrowed to the mapping codes) and `_since`.
+2. The status URL is saved in a staging folder beside the output (`<out>.bulk-partial/`), so an
+   interrupted export polls the same job again instead of starting over; a status URL that has
+   expired (404/410) starts a new export once.
+3. Polling honours `Retry-After` up to `max_retry_wait` and shows `X-Progress`; a 429 or 5xx
+   while polling is retried by the client.
+4. The output files are downloaded concurrently and streamed to disk (kept gzip-compressed when
+   the server sends them so); a download cut short is retried from the start, and the line count
+   must match the manifest's `count`. Downloads finished before an interruption are kept.
+5. `error` files are summarised in the manifest, `deleted` files become a list of `Type/id`, and
+   the job is DELETEd on the server. The files then replace the previous pull in `out_dir`
+   (manifest last), where `FileSource` reads them like any NDJSON folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from fhir_hcc.errors import ConfigError, FhirHccError
+from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.server.batching import token
+from fhir_hcc.server.client import (
+    FhirClient,
+    FhirResponse,
+    outcome_summary,
+    retry_after,
+    status_error,
+    tool_version,
+)
+from fhir_hcc.server.errors import IncompleteDataError
+from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.progress import NoProgress, Progress
+from fhir_hcc.server.pull import MANIFEST, iso_timestamp, publish
+
+log = logging.getLogger(__name__)
+
+EXPORT_TYPES = (
+    "Patient",
+    "Condition",
+    "Procedure",
+    "MedicationAdministration",
+    "Medication",
+    "Observation",
+    "Encounter",
+)
+STATE = "bulk-state.json"
+EXPIRED_STATUSES = frozenset({404, 410})
+FIRST_POLL_WAIT = 1.0  # seconds, doubled per poll while the server gives no Retry-After
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export; `group` selects Group level, `patient_level` Patient level."""
+
+    types: tuple[str, ...] = EXPORT_TYPES
+    type_filters: tuple[str, ...] = ()
+    since: str | None = None
+    group: str | None = None
+    patient_level: bool = False
+
+    def __post_init__(self) -> None:
+        if self.group is not None and self.patient_level:
+            raise ConfigError("choose a Group or Patient level export, not both")
+
+    @property
+    def path(self) -> str:
+        if self.group is not None:
+            return f"Group/{self.group}/$export"
+        return "Patient/$export" if self.patient_level else "$export"
+
+    def params(self) -> list[tuple[str, str]]:
+        params = [("_type", ",".join(self.types))]
+        params += [("_typeFilter", type_filter) for type_filter in self.type_filters]
+        return params + ([("_since", self.since)] if self.since else [])
+
+
+def type_filters(search_codes: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[str, ...]:
+    """`_typeFilter` queries that narrow Observations to the mapping codes.
+
+    Conditions are not narrowed: the Condition mapper also reads hepatitis B, secondary cancer
+    and transplant conditions, which the search codes (HCC only) would drop.
+    """
+    codes = search_codes.get("Observation", ())
+    if not codes:
+        return ()
+    # _typeFilter is itself a comma-separated list, so the query inside is percent-encoded.
+    tokens = ",".join(token(system, code) for system, code in codes)
+    return ("Observation?code=" + quote(tokens, safe=""),)
+
+
+@dataclass
+class _State:
+    """What survives an interruption: the job's status URL and the files already on disk."""
+
+    base_url: str
+    request: dict[str, Any]
+    status_url: str
+    kicked_off: float
+    manifest: dict[str, Any] | None = None  # the server's, once the export is complete
+    downloaded: dict[str, int] = field(default_factory=dict)  # local file name -> lines
+
+    def save(self, staging: Path) -> None:
+        staged = staging / f"{STATE}.tmp"
+        staged.write_bytes(orjson.dumps(asdict(self)))
+        staged.replace(staging / STATE)
+
+    @classmethod
+    def load(cls, staging: Path) -> _State | None:
+        try:
+            return cls(**orjson.loads((staging / STATE).read_bytes()))
+        except (OSError, orjson.JSONDecodeError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class _OutputFile:
+    resource_type: str
+    url: str
+    count: int | None
+    name: str  # local name without suffix, e.g. Observation.2
+
+
+class _Export:
+    def __init__(
+        self,
+        client: FhirClient,
+        request: ExportRequest,
+        staging: Path,
+        progress: Progress,
+        sleep: Sleep,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.staging = staging
+        self.progress = progress
+        self.sleep = sleep
+        self.resumed = False
+
+    async def run(self) -> _State:
+        state = self._resumable_state()
+        if state is None:
+            state = await self._kick_off()
+        if state.manifest is None:
+            state = await self._wait_for_manifest(state)
+        await self._download(state)
+        return state
+
+    def _resumable_state(self) -> _State | None:
+        state = _State.load(self.staging)
+        same = state is not None and (state.base_url, state.request) == (
+            self.client.base_url,
+            _request_key(self.request),
+        )
+        if same:
+            self.resumed = True
+            log.info("resuming the export at %s", state.status_url)
+            return state
+        _reset(self.staging)
+        return None
+
+    async def _kick_off(self) -> _State:
+        url = self.client.url(self.request.path)
+        params = self.request.params()
+        response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
+        what = self.client.describe("GET", url, params)
+        if response.status != 202:
+            if response.status < 300:
+                raise IncompleteDataError(f"{what}: HTTP {response.status} instead of 202")
+            raise status_error(response.status, response.body, what)
+        status_url = response.headers.get("Content-Location")
+        if not status_url:
+            raise IncompleteDataError(f"{what}: 202 without a Content-Location status URL")
+        state = _State(self.client.base_url, _request_key(self.request), status_url, time.time())
+        state.save(self.staging)
+        return state
+
+    async def _wait_for_manifest(self, state: _State) -> _State:
+        wait = FIRST_POLL_WAIT
+        shown = None
+        while True:
+            response = await self.client.fetch("GET", state.status_url)
+            if response.status == 200:
+                state.manifest = _checked_manifest(response.body, state.status_url)
+                state.save(self.staging)
+                return state
+            if response.status in EXPIRED_STATUSES and self.resumed:
+                log.warning("the saved export status URL has expired; starting a new export")
+                self.resumed = False
+                _reset(self.staging)
+                state = await self._kick_off()
+                continue
+            if response.status != 202:
+                raise status_error(
+                    response.status, response.body, f"export status {state.status_url}"
+                )
+            progress = response.headers.get("X-Progress")
+            if progress and progress != shown:
+                shown = progress
+                self.progress.phase(f"export in progress ({progress[:60]})", 0, 0)
+            wait = self._poll_wait(response, wait)
+            await self.sleep(wait)
+
+    def _poll_wait(self, response: FhirResponse, previous: float) -> float:
+        """The server's Retry-After up to the cap; else a doubling wait up to the same cap."""
+        cap = self.client.options.max_retry_wait
+        asked = retry_after(response.headers.get("Retry-After"), time.time())
+        return min(asked if asked is not None else previous * 2, cap)
+
+    async def _download(self, state: _State) -> None:
+        assert state.manifest is not None
+        files = list(_output_files(state.manifest.get("output", []), ""))
+        files += _output_files(state.manifest.get("deleted", []), "deleted.")
+        files += _output_files(state.manifest.get("error", []), "error.")
+        wanted = [f for f in files if _stored_name(f, state) is None]
+        self.progress.phase("download", len(wanted), 0)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for output in wanted:
+                    group.create_task(self._download_one(output, state))
+        except* FhirHccError as failures:
+            raise failures.exceptions[0] from None
+
+    async def _download_one(self, output: _OutputFile, state: _State) -> None:
+        part = self.staging / f"{output.name}.part"
+        response = await self.client.download(output.url, part)
+        if response.status >= 300:
+            raise status_error(response.status, response.body, f"GET {output.url}")
+        encoding = response.headers.get("Content-Encoding", "identity").lower()
+        if encoding not in ("identity", "gzip"):
+            raise IncompleteDataError(f"GET {output.url}: unsupported encoding {encoding}")
+        path = self.staging / f"{output.name}.ndjson{'.gz' if encoding == 'gzip' else ''}"
+        lines = _count_lines(part, output.url, gzipped=encoding == "gzip")
+        if output.count is not None and lines != output.count:
+            part.unlink()
+            raise IncompleteDataError(
+                f"GET {output.url}: {lines} lines, but the manifest says {output.count}"
+            )
+        part.replace(path)
+        state.downloaded[path.name] = lines
+        state.save(self.staging)
+        self.progress.advance(lines, self.client.stats)
+
+
+def _request_key(request: ExportRequest) -> dict[str, Any]:
+    return orjson.loads(orjson.dumps(asdict(request)))  # tuples as lists, as saved in JSON
+
+
+def _reset(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+
+def _checked_manifest(body: Any, status_url: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("output"), list):
+        raise IncompleteDataError(f"export status {status_url}: 200 without an output list")
+    if not isinstance(body.get("transactionTime"), str):
+        raise IncompleteDataError(f"export status {status_url}: no transactionTime")
+    return body
+
+
+def _output_files(entries: list[Any], prefix: str) -> Iterator[_OutputFile]:
+    parts: dict[str, int] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not entry.get("url") or not entry.get("type"):
+            raise IncompleteDataError(f"export manifest: output entry without type or url: {entry}")
+        resource_type = str(entry["type"])
+        parts[resource_type] = parts.get(resource_type, 0) + 1
+        count = entry.get("count")
+        name = f"{prefix}{resource_type}.{parts[resource_type]}"
+        yield _OutputFile(
+            resource_type, entry["url"], count if isinstance(count, int) else None, name
+        )
+
+
+def _stored_name(output: _OutputFile, state: _State) -> str | None:
+    for suffix in (".ndjson", ".ndjson.gz"):
+        if f"{output.name}{suffix}" in state.downloaded:
+            return f"{output.name}{suffix}"
+    return None
+
+
+def _count_lines(path: Path, url: str, *, gzipped: bool) -> int:
+    """Non-blank lines; a gzip stream cut short is an incomplete download."""
+    inflate = zlib.decompressobj(wbits=31) if gzipped else None
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            data = inflate.decompress(chunk) if inflate else chunk
+            if data:
+                lines += data.count(b"\n")
+                last = data[-1:]
+    if inflate is not None and not inflate.eof:
+        raise IncompleteDataError(f"GET {url}: the gzip stream ends early")
+    return lines + (last != b"\n")
+
+
+def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise IncompleteDataError(f"{path.name}:{number}: malformed JSON") from None
+
+
+def _deleted_references(path: Path) -> list[str]:
+    """`Type/id` of every DELETE entry in a Bulk Data `deleted` file (Bundles of requests)."""
+    references = []
+    for bundle in _read_lines(path):
+        for entry in bundle.get("entry", []):
+            request = entry.get("request") or {}
+            url = str(request.get("url", "")).split("?")[0].strip("/")
+            if request.get("method") == "DELETE" and url.count("/") == 1:
+                references.append(url)
+    return references
+
+
+def _error_summaries(path: Path) -> list[str]:
+    return [
+        outcome_summary(outcome) or "error entry without issues" for outcome in _read_lines(path)
+    ]
+
+
+def _finish(staging: Path, state: _State) -> tuple[dict[str, str], list[str], list[str]]:
+    """Move the NDJSON data aside from the deleted and error files and read those two."""
+    files, deleted, errors = {}, [], []
+    for name in sorted(state.downloaded):
+        path = staging / name
+        if name.startswith("deleted."):
+            deleted += _deleted_references(path)
+            path.unlink()
+        elif name.startswith("error."):
+            errors += _error_summaries(path)
+            path.unlink()
+        else:
+            files[name.split(".ndjson")[0]] = name
+    (staging / STATE).unlink()
+    return files, deleted, errors
+
+
+async def run_export(
+    client: FhirClient,
+    request: ExportRequest,
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> dict[str, Any]:
+    """Export into `out_dir` with an open client and return the written manifest."""
+    started = time.time()
+    staging = staging_folder(out_dir)
+    _refuse_foreign(out_dir)
+    progress = progress or NoProgress()
+    export = _Export(client, request, staging, progress, sleep)
+    state = await export.run()
+    assert state.manifest is not None
+    await _delete_job(client, state.status_url)
+    files, deleted, errors = _finish(staging, state)
+    manifest = _manifest(client, request, state, files, deleted, errors, started, export.resumed)
+    publish(staging, out_dir, manifest)
+    return manifest
+
+
+async def bulk_export(
+    base_url: str,
+    request: ExportRequest,
+    options: ClientOptions,
+    out_dir: Path,
+    *,
+    credentials: Credentials | None = None,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """`$export` into `out_dir` (resuming a saved job) and return the manifest."""
+    credentials = credentials or build_credentials(
+        options.auth, os.environ if environ is None else environ
+    )
+    try:
+        async with FhirClient(base_url, options, credentials) as client:
+            return await run_export(client, request, out_dir, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def staging_folder(out_dir: Path) -> Path:
+    """Beside the output, so a reader of `out_dir` never sees half an export."""
+    return out_dir.with_name(f"{out_dir.name}.bulk-partial")
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("*.ndjson*")) and not (out_dir / MANIFEST).is_file():
+        raise ConfigError(f"{out_dir}: holds NDJSON files that are not a pull; use an empty folder")
+
+
+async def _delete_job(client: FhirClient, status_url: str) -> None:
+    """Tell the server the files may go; failing to is worth a warning, not a failed export."""
+    try:
+        response = await client.fetch("DELETE", status_url)
+    except FhirHccError as error:
+        log.warning("could not DELETE the finished export: %s", error)
+        return
+    if response.status >= 300 and response.status not in EXPIRED_STATUSES:
+        log.warning("DELETE of the finished export answered HTTP %d", response.status)
+
+
+def _manifest(
+    client: FhirClient,
+    request: ExportRequest,
+    state: _State,
+    files: dict[str, str],
+    deleted: list[str],
+    errors: list[str],
+    started: float,
+    resumed: bool,
+) -> dict[str, Any]:
+    assert state.manifest is not None
+    finished = time.time()
+    counts: dict[str, int] = {}
+    for name in files.values():
+        resource_type = name.split(".")[0]
+        counts[resource_type] = counts.get(resource_type, 0) + state.downloaded[name]
+    return {
+        "tool": {"name": "fhir-hcc", "version": tool_version()},
+        "server": {"baseUrl": client.base_url},
+        "mode": "bulk",
+        "started": iso_timestamp(started),
+        "finished": iso_timestamp(finished),
+        "seconds": round(finished - started, 3),
+        "complete": not errors,
+        "resumed": resumed,
+        "request": _request_key(request),
+        "transactionTime": state.manifest["transactionTime"],
+        "counts": dict(sorted(counts.items())),
+        "files": files,
+        "deleted": deleted,
+        "errors": errors,
+        "requests": vars(client.stats) | {"lowestConcurrency": client.limiter.lowest},
+        "gaps": [],
+    }

@@ -1,0 +1,273 @@
+"""Bulk export and registry syncs against a real SEKMET server.
+
+The bulk-versus-search comparison reads the session server. The sync scenarios change data, so
+they run against a server of their own, started for this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fhir_server import ROOT, SekmetServer, post_transaction
+
+from fhir_hcc import build_cohort
+from fhir_hcc.mappings import load_mappings
+from fhir_hcc.registry import EXIT_REGISTRY_BUSY, Registry, SyncSettings, sync
+from fhir_hcc.registry.lock import lock_path
+from fhir_hcc.registry.sync import work_folder
+from fhir_hcc.server import ClientOptions, pull
+from fhir_hcc.server.bulk import ExportRequest, bulk_export, staging_folder, type_filters
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = ROOT / "fixtures" / "salvage2004"
+FHIR_HCC = [str(Path(sys.executable).with_name("fhir-hcc"))]
+OPTIONS = ClientOptions(page_size=200, batch_size=20)
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with SekmetServer(tmp_path_factory.mktemp("sekmet-sync")) as server, httpx.Client() as http:
+        for path in sorted(FIXTURES.glob("*.json")):
+            post_transaction(server.base_url, json.loads(path.read_bytes()), http)
+        yield server.base_url
+
+
+def sync_once(base_url: str, registry: Path, mode: str = "auto") -> dict[str, Any]:
+    settings = SyncSettings(base_url, registry, mode=mode, type_filter=False)
+    return sync(settings, OPTIONS, environ={})
+
+
+def totals(record: dict[str, Any]) -> dict[str, int]:
+    summed: dict[str, int] = {}
+    for counts in record["counts"].values():
+        for name, value in counts.items():
+            summed[name] = summed.get(name, 0) + value
+    return summed
+
+
+def start_sync(base_url: str, registry: Path) -> subprocess.Popen[str]:
+    command = [*FHIR_HCC, "sync", base_url, "--registry", str(registry), "--no-type-filter"]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert process.poll() is None, f"sync ended first: {process.communicate()[1][-500:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def state_of(registry: Path) -> tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Integrity, current resources and run statuses, read with plain sqlite3."""
+    with sqlite3.connect(registry) as db:
+        (integrity,) = db.execute("PRAGMA integrity_check").fetchone()
+        resources = db.execute("SELECT type, id, hash FROM resources ORDER BY 1, 2").fetchall()
+        runs = db.execute("SELECT id, status FROM runs ORDER BY id").fetchall()
+    return integrity, resources, runs
+
+
+# -- bulk pull ---------------------------------------------------------------------------------
+def test_bulk_pull_gives_the_same_cohort_as_a_search_pull(fhir_server, tmp_path):
+    search_codes = load_mappings().search_codes()
+    request = ExportRequest(type_filters=type_filters(search_codes))
+    manifest = asyncio.run(
+        bulk_export(fhir_server.base_url, request, OPTIONS, tmp_path / "bulk", environ={})
+    )
+    asyncio.run(pull(fhir_server.base_url, search_codes, OPTIONS, tmp_path / "search", environ={}))
+    # The type filter kept only mapped Observations, fewer than the server holds.
+    loaded_observations = sum(1 for kind, _ in fhir_server.resources if kind == "Observation")
+    assert 0 < manifest["counts"]["Observation"] < loaded_observations
+    assert manifest["complete"] and manifest["deleted"] == []
+    from_bulk = build_cohort(tmp_path / "bulk").table
+    from_search = build_cohort(tmp_path / "search").table
+    assert len(from_bulk) == 49
+    assert from_bulk.equals(from_search)
+    assert not staging_folder(tmp_path / "bulk").exists()
+
+
+# -- syncs -------------------------------------------------------------------------------------
+def change_the_server(base_url: str) -> dict[str, Any]:
+    """A new cohort patient (a copy of P01 as X01), a recurrence for P01, one Encounter deleted."""
+    with httpx.Client() as http:
+        copy = (FIXTURES / "P01.json").read_text().replace("P01", "X01")
+        post_transaction(base_url, json.loads(copy), http)
+        recurrence = next(
+            entry["resource"]
+            for entry in json.loads((FIXTURES / "P02.json").read_bytes())["entry"]
+            if entry["resource"]["id"] == "P02-cancer-recurrence"
+        )
+        recurrence = recurrence | {
+            "id": "P01-cancer-recurrence",
+            "subject": {"reference": "Patient/P01"},
+            "onsetDateTime": "2002-03-01",
+            "recordedDate": "2002-03-01",
+        }
+        del recurrence["encounter"]
+        response = http.put(
+            f"{base_url}/Condition/P01-cancer-recurrence",
+            content=json.dumps(recurrence),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert response.status_code == 201, response.text
+        bundle = http.get(f"{base_url}/Encounter", params={"patient": "N01"}).json()
+        encounter = bundle["entry"][0]["resource"]["id"]
+        assert http.delete(f"{base_url}/Encounter/{encounter}").status_code in (200, 204)
+    return {"copied": len(json.loads(copy)["entry"]), "deleted": encounter}
+
+
+def test_next_sync_picks_up_exactly_what_changed(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    first = sync_once(own_server, registry)
+    assert (first["status"], first["mode"]) == ("ok", "full")
+    assert totals(first)["new"] > 3000
+
+    change = change_the_server(own_server)
+    second = sync_once(own_server, registry)
+    changes = totals(second)
+    assert (changes["new"], changes["changed"], changes["deleted"]) == (change["copied"] + 1, 0, 1)
+    assert second["counts"]["Encounter"]["deleted"] == 1
+    assert second["counts"]["Patient"]["new"] == 1
+
+    with Registry(registry) as opened:
+        deleted = opened.db.execute(
+            "SELECT type, id, deleted_by FROM history WHERE deleted_by IS NOT NULL"
+        ).fetchall()
+        assert deleted == [("Encounter", change["deleted"], second["id"])]
+        from fhir_hcc.registry import diff_runs
+
+        diff = diff_runs(opened, first["id"], second["id"])
+        assert (diff.entered, diff.left, list(diff.changed)) == (["X01"], [], ["P01"])
+        assert diff.changed["P01"]["recurrence"] == ("no", "yes")
+        assert diff.changed["P01"]["recurrence_date"] == (None, "2002-03-01")
+        versions = opened.versions()
+
+    third = sync_once(own_server, registry)
+    assert totals(third)["new"] == totals(third)["changed"] == totals(third)["deleted"] == 0
+    with Registry(registry) as opened:
+        assert opened.versions() == versions
+        assert opened.cohort(third["id"]) == opened.cohort(second["id"])
+
+    # Incremental: only what changed since the last run's transaction time is exported.
+    with httpx.Client() as http:
+        patient = http.get(f"{own_server}/Patient/N02").json()
+        patient["gender"] = "other" if patient.get("gender") != "other" else "unknown"
+        put = http.put(
+            f"{own_server}/Patient/N02",
+            content=json.dumps(patient),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert put.status_code == 200
+    fourth = sync_once(own_server, registry, mode="incremental")
+    assert fourth["mode"] == "incremental" and fourth["since"] == third["transaction_time"]
+    assert fourth["counts"] == {
+        "Patient": {"received": 1, "new": 0, "changed": 1, "unchanged": 0, "deleted": 0}
+    }
+
+
+def test_incremental_sync_back_fills_a_patient_new_to_the_registry(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    first = sync_once(own_server, registry)
+    with sqlite3.connect(registry) as db:  # as if P05 had never been exported (a new Group member)
+        dropped = dict(
+            db.execute("SELECT type, COUNT(*) FROM resources WHERE patient = 'P05' GROUP BY type")
+        )
+        db.execute("DELETE FROM resources WHERE patient = 'P05'")
+    with httpx.Client() as http:
+        patient = http.get(f"{own_server}/Patient/P05").json()
+        patient["active"] = not patient.get("active", False)
+        put = http.put(
+            f"{own_server}/Patient/P05",
+            content=json.dumps(patient),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert put.status_code == 200
+    second = sync_once(own_server, registry, mode="incremental")
+    # The delta holds only the Patient (new here); the search back-fill brings it again
+    # (unchanged) with the rest of P05's history.
+    assert second["counts"]["Patient"] == {
+        "received": 2, "new": 1, "changed": 0, "unchanged": 1, "deleted": 0
+    }  # fmt: skip
+    # All of a patient's resources of these types are searched (Observations: mapped codes only).
+    for kind in ("Condition", "Procedure", "MedicationAdministration", "Encounter"):
+        assert second["counts"][kind]["new"] == dropped[kind] > 0
+    with Registry(registry) as opened:
+        assert opened.cohort(second["id"])["P05"] == opened.cohort(first["id"])["P05"]
+
+
+def test_killed_sync_leaves_the_registry_intact_and_the_next_run_completes(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    with Registry(registry):
+        pass  # an empty registry: the killed runs must leave it empty and consistent
+    before = state_of(registry)
+
+    # Killed while polling: the saved status URL is polled again by the next run.
+    process = start_sync(own_server, registry)
+    state = staging_folder(work_folder(registry) / "export") / "bulk-state.json"
+    wait_for(state.exists, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    integrity, resources, runs = state_of(registry)
+    assert (integrity, resources) == ("ok", before[1])
+    assert runs == [(1, "running")]
+
+    # Killed after the export was fetched, while it is written: that export is written next.
+    process = start_sync(own_server, registry)
+    wait_for((work_folder(registry) / "export" / "manifest.json").exists, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    integrity, resources, runs = state_of(registry)
+    assert (integrity, resources) == ("ok", before[1])
+    assert runs == [(1, "interrupted"), (2, "running")]
+
+    finished = subprocess.run(
+        [*FHIR_HCC, "sync", own_server, "--registry", str(registry), "--no-type-filter"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert finished.returncode == 0, finished.stderr[-500:]
+    with Registry(registry) as opened:
+        last = opened.runs(limit=1)[0]
+        assert last["status"] == "ok"
+        assert "wrote the export of an interrupted run" in last["message"]
+        assert len(opened.cohort(last["id"])) >= 49
+    assert state_of(registry)[2] == [(1, "interrupted"), (2, "interrupted"), (3, "ok")]
+
+
+def test_second_concurrent_sync_refuses(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    first = start_sync(own_server, registry)
+    wait_for(lambda: "pid" in _read(lock_path(registry)), first)
+    second = subprocess.run(
+        [*FHIR_HCC, "sync", own_server, "--registry", str(registry), "--no-type-filter"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert second.returncode == EXIT_REGISTRY_BUSY
+    assert f"another sync is running (pid {first.pid}" in second.stderr
+    assert first.wait(timeout=60) == 0
+    assert [status for _, status in state_of(registry)[2]] == ["ok"]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
