@@ -66,3 +66,12 @@ def test_parallel_equals_sequential(export: Path) -> None:
     assert [(p.origin.line, p.message.split(" (")[0]) for p in parallel.problems] == [
         (cut_line, "malformed JSON")
     ]
+
+
+def test_skimmed_ndjson_equals_decoded_bundles(export: Path) -> None:
+    """Routine Observations skip full decoding in NDJSON; the result must not change."""
+    from_bundles = fhir_hcc.build_cohort(FIXTURES)
+    from_ndjson = fhir_hcc.build_cohort(export, workers=1)
+    pd.testing.assert_frame_equal(from_bundles.table, from_ndjson.table)
+    notes = from_ndjson.qc[from_ndjson.qc.rule != "input_problem"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(from_bundles.qc, notes)

@@ -44,7 +44,7 @@ class _Skim(msgspec.Struct):
     effectiveDateTime: str | None = None
     effectiveInstant: str | None = None
     effectivePeriod: _Period | None = None
-    valueCodeableConcept: msgspec.Raw | None = None
+    valueCodeableConcept: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
 
 _DECODER = msgspec.json.Decoder(_Skim)
@@ -56,7 +56,7 @@ def skim_observation(line: bytes, ctx: MapContext) -> bool:
         skim = _DECODER.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return False
-    if skim.resourceType != "Observation" or skim.valueCodeableConcept is not None:
+    if skim.resourceType != "Observation" or skim.valueCodeableConcept is not msgspec.UNSET:
         return False
     if skim.status in DROPPED_STATUSES or not skim.id or skim.subject is None:
         return False
