@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from fhir_hcc.cohort import COLUMNS, CohortResult
+from fhir_hcc.cohort import CohortResult
 from fhir_hcc.errors import FhirHccError
 
 _DATE_COLUMNS = (
@@ -38,22 +38,6 @@ def typed_table(table: pd.DataFrame) -> pd.DataFrame:
     for column in ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis"):
         typed[column] = typed[column].astype("category")
     return typed
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a cohort written by `write_table`, checking the contract columns are there."""
-    path = Path(path)
-    try:
-        if path.suffix == ".parquet":
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype={"patient_id": str}, keep_default_na=True)
-    except (OSError, ValueError) as error:
-        raise FhirHccError(f"{path}: cannot read cohort table: {error}") from None
-    missing = [column for column in COLUMNS if column not in table.columns]
-    if missing:
-        raise FhirHccError(f"{path}: not a cohort table, missing column(s) {', '.join(missing)}")
-    return table
 
 
 def write_json(data: object, path: str | Path) -> None:
