@@ -10,11 +10,14 @@ give the same facts, notes and problem reports.
 
 from __future__ import annotations
 
+from functools import cache
+
 import msgspec
 
 from fhir_hcc.dates import parse_date
 from fhir_hcc.mappers.context import MapContext, split_reference
 from fhir_hcc.mappers.observation import DROPPED_STATUSES, observation_index
+from fhir_hcc.mappings import Mappings
 
 
 class _Coding(msgspec.Struct):
@@ -50,6 +53,12 @@ class _Skim(msgspec.Struct):
 _DECODER = msgspec.json.Decoder(_Skim)
 
 
+@cache
+def _mapped_codes(mappings: Mappings) -> dict[tuple[str | None, str | None], bool]:
+    """Whether a coding, as written, is one the Observation mapper reads: filled as codes come."""
+    return {}
+
+
 def skim_observation(line: bytes, ctx: MapContext) -> bool:
     """Record a routine Observation's contact date; False when it needs the full mapper."""
     try:
@@ -70,9 +79,14 @@ def skim_observation(line: bytes, ctx: MapContext) -> bool:
     if when is None or len(when) < 10:
         return False  # undated or partial: the full path notes it
     if skim.code is not None:
-        index, normalise = observation_index(ctx.mappings), ctx.mappings.normalise
-        if any(normalise(c.system, c.code) in index for c in skim.code.coding):
-            return False
+        mapped = _mapped_codes(ctx.mappings)
+        for coding in skim.code.coding:
+            key = (coding.system, coding.code)
+            hit = mapped.get(key)
+            if hit is None:
+                hit = mapped[key] = ctx.mappings.normalise(*key) in observation_index(ctx.mappings)
+            if hit:
+                return False
     try:
         day = parse_date(when, ctx.zone)
     except ValueError:
