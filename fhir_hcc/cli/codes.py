@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.codes_report import collect_codes, summary, write_codes_csv
 from fhir_hcc.errors import FhirHccError
 from fhir_hcc.mappings import load_mappings
@@ -30,13 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="file or directory of FHIR JSON/NDJSON")
-    parser.add_argument(
-        "--mappings",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="a site mapping directory layered over the shipped mappings (repeatable)",
-    )
+    add_mappings_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="write the CSV here (default: stdout)")
     parser.set_defaults(func=run)
 

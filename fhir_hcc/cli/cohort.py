@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.config import load_config
 from fhir_hcc.mappings import load_mappings
@@ -39,13 +40,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="processes reading a large NDJSON export (default: cores)"
     )
     parser.add_argument("--pull-dir", help="with a server SOURCE: keep what was pulled here")
-    parser.add_argument(
-        "--mappings",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="site mapping directory, after FHIR_HCC_MAPPINGS and the config's (repeatable)",
-    )
+    add_mappings_argument(parser)
     add_client_arguments(parser)
 
 

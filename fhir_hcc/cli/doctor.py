@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 
+from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.server.auth import build_credentials
 from fhir_hcc.server.doctor import diagnose, render
 from fhir_hcc.server.options import add_client_arguments, options_from_args
@@ -22,9 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("url", metavar="URL", help="FHIR base URL, e.g. https://host/fhir")
-    parser.add_argument(
-        "--mappings", action="append", default=[], help="extra mapping folder (repeatable)"
-    )
+    add_mappings_argument(parser)
     add_client_arguments(parser)
     parser.set_defaults(func=run)
 

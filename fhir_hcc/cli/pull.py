@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.errors import ConfigError
 from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
 from fhir_hcc.server.errors import EXIT_INCOMPLETE_DATA
@@ -35,9 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("url", metavar="URL", help="FHIR base URL, e.g. https://host/fhir")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument(
-        "--mappings", action="append", default=[], help="extra mapping folder (repeatable)"
-    )
+    add_mappings_argument(parser)
     add_bulk_arguments(parser)
     add_client_arguments(parser)
     parser.set_defaults(func=run)

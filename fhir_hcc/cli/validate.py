@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.validate import DEFAULT_CASES, format_result, summary, validate_paths
 
 
@@ -29,13 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[str(DEFAULT_CASES)],
         help=f"case files or directories of cases (default: {DEFAULT_CASES})",
     )
-    parser.add_argument(
-        "--mappings",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="a site mapping directory layered over the shipped mappings (repeatable)",
-    )
+    add_mappings_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_hcc.mappers.context import MapContext, all_codings, extension_values, status_code
+from fhir_hcc.mappers.context import (
+    MapContext,
+    all_codings,
+    extension_values,
+    has_liver_site,
+    status_code,
+)
 
 _DROPPED_VERIFICATION = {"entered-in-error", "refuted"}
 _HBV_RESULT = {
@@ -28,7 +34,7 @@ def map_condition(resource: dict[str, Any], ctx: MapContext) -> None:
     day = onset or recorded
     code = resource.get("code")
     mappings = ctx.mappings
-    liver_site = _liver_site(resource, ctx)
+    liver_site = has_liver_site(resource, ctx)
     clinical = status_code(resource.get("clinicalStatus"))
     for match in mappings.classify("hcc", code):
         ctx.fact(
@@ -56,12 +62,8 @@ def map_condition(resource: dict[str, Any], ctx: MapContext) -> None:
         ctx.fact(patient, "transplant_status", match.cls, day, match)
 
 
-def _liver_site(resource: dict[str, Any], ctx: MapContext) -> bool:
-    return bool(ctx.mappings.match_codings("liver_segments", all_codings(resource.get("bodySite"))))
-
-
 def _secondary_site(cls: str, resource: dict[str, Any], ctx: MapContext) -> str:
-    if cls == "secondary_liver" or _liver_site(resource, ctx):
+    if cls == "secondary_liver" or has_liver_site(resource, ctx):
         return "liver"
     sites = ctx.mappings.table("recurrence", "sites")
     prefixes = sorted(

@@ -175,3 +175,8 @@ def identifier_key(resource: dict[str, Any]) -> str | None:
         if isinstance(identifier, dict) and identifier.get("value"):
             return f"{identifier.get('system', '')}|{identifier['value']}"
     return None
+
+
+def has_liver_site(resource: dict[str, Any], ctx: MapContext) -> bool:
+    """A bodySite of the liver or one of its Couinaud segments."""
+    return bool(ctx.mappings.match_codings("liver_segments", all_codings(resource.get("bodySite"))))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_hcc.mappers.context import MapContext, all_codings, codings, extension_values
+from fhir_hcc.mappers.context import (
+    MapContext,
+    all_codings,
+    codings,
+    extension_values,
+    has_liver_site,
+)
 
 # Procedures that did not happen (or not yet) are dropped; "unknown" is dropped and flagged.
 _DONE = {"completed"}
@@ -59,7 +65,7 @@ def _map_resection(
     if not matches:
         # Text alone counts only with liver context: "wedge resection" may be a lung's.
         text_match = ctx.mappings.match_text("resection", text)
-        if text_match and (segments or _LIVER_TEXT.search(text) or _liver_body(resource, ctx)):
+        if text_match and (segments or _LIVER_TEXT.search(text) or has_liver_site(resource, ctx)):
             matches = [text_match]
     if matches:
         match = matches[0]
@@ -143,10 +149,6 @@ def segments_in_text(text: str) -> set[int]:
             found.add(number)
             previous, in_range = number, False
     return found
-
-
-def _liver_body(resource: dict[str, Any], ctx: MapContext) -> bool:
-    return bool(ctx.mappings.match_codings("liver_segments", all_codings(resource.get("bodySite"))))
 
 
 def _has_end(resource: dict[str, Any]) -> bool:
