@@ -120,7 +120,7 @@ def run_phase(phase: str, registry_path: Path, export: Path | None) -> dict[str,
         result = ingest(registry, run_id, files_of(export), complete=phase != "incremental")
         registry.finish_run(run_id, {"status": "ok", "counts": result.record()})
         written = time.perf_counter()
-        registry.commit()  # includes SQLite's automatic WAL checkpoint
+        registry.commit()
         committed = time.perf_counter()
     seconds = time.perf_counter() - started
     received = sum(counts.received for counts in result.counts.values())

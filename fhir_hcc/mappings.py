@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,18 @@ from typing import Any
 
 from fhir_hcc.errors import ConfigError
 
-SHIPPED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def shipped_mappings(package: Path = _PACKAGE) -> Path:
+    """`mappings/` of a source checkout (editable install); else the copy a wheel installs."""
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "mappings").is_dir():
+        return checkout / "mappings"
+    return Path(sys.prefix) / "share" / "fhir-hcc" / "mappings"  # pyproject's data-files
+
+
+SHIPPED_MAPPINGS = shipped_mappings()
 # Files that configure matching rather than list a clinical concept.
 _META_FILES = {"systems", "extensions"}
 _NORMALISED_CACHE_SIZE = 200_000

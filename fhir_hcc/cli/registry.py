@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from typing import Any
 
@@ -10,6 +11,8 @@ import orjson
 
 from fhir_hcc.cli.sync import add_registry_argument
 from fhir_hcc.errors import ConfigError
+
+READ_WAIT = 10  # seconds to wait for a sync's commit before saying the registry is busy
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,13 +37,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fhir_hcc.registry import Registry, default_path
+    from fhir_hcc.registry import Registry, RegistryBusyError, default_path
+    from fhir_hcc.registry.lock import lock_holder
+    from fhir_hcc.registry.store import is_locked
 
     path = args.registry or default_path()
     if not path.is_file():
         raise ConfigError(f"{path}: no registry here yet (run `fhir-hcc sync` first)")
-    with Registry(path) as registry:
-        result = ACTIONS[args.action](registry, args)
+    try:
+        with Registry(path, timeout=READ_WAIT) as registry:
+            result = ACTIONS[args.action](registry, args)
+    except sqlite3.OperationalError as error:
+        if not is_locked(error):
+            raise
+        raise RegistryBusyError(
+            f"{path}: a sync is writing it ({lock_holder(path)}); read it again when the sync "
+            "has finished"
+        ) from None
     if args.json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

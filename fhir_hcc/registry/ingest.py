@@ -9,12 +9,9 @@ how deletions are found on servers that do not report them.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import queue
 import re
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -105,7 +102,7 @@ def ingest(
     for resource_type, paths in sorted(files.items()):
         counts = result.of(resource_type)
         ledger = registry.hashes(resource_type) if complete else None
-        for batch in _parsed_in_background(paths, resource_type):
+        for batch in _batches(paths, resource_type):
             known = ledger if ledger is not None else registry.hashes(resource_type, batch)
             _write_batch(registry, run_id, batch, known, counts, result)
         if ledger:
@@ -142,38 +139,12 @@ def _write_batch(
     counts.changed += len(changed_rows)
 
 
-def _parsed_in_background(paths: list[Path], resource_type: str) -> Iterator[list[Row]]:
-    """Batches of rows parsed by a worker thread.
-
-    SQLite releases the GIL while it inserts and writes pages, so parsing the next batch
-    overlaps writing this one: on two cores the full sync takes about the longer of the two
-    instead of their sum. A parse error is raised here, in the caller's thread.
-    """
-    handoff: queue.Queue[list[Row] | BaseException | None] = queue.Queue(maxsize=4)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            rows = _rows(paths, resource_type)
-            while not stop.is_set() and (batch := list(islice(rows, BATCH))):
-                handoff.put(batch)
-            handoff.put(None)
-        except BaseException as error:  # handed to the caller, which raises it
-            handoff.put(error)
-
-    worker = threading.Thread(target=produce, name="ingest-parse", daemon=True)
-    worker.start()
-    try:
-        while (item := handoff.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting on a full queue, then let it end
-            with contextlib.suppress(queue.Empty):
-                handoff.get_nowait()
-            worker.join(timeout=0.01)
+def _batches(paths: list[Path], resource_type: str) -> Iterator[list[Row]]:
+    """Rows in batches, parsed in this thread: a parsing thread beside SQLite's writes was
+    slower (each row's bind waits for the GIL the parser holds)."""
+    rows = _rows(paths, resource_type)
+    while batch := list(islice(rows, BATCH)):
+        yield batch
 
 
 def apply_deletions(

@@ -20,6 +20,14 @@ def lock_path(registry: Path) -> Path:
     return registry.with_name(f"{registry.name}.lock")
 
 
+def lock_holder(registry: Path) -> str:
+    """`pid N, started T` of the sync holding the lock, as it wrote it."""
+    try:
+        return lock_path(registry).read_text().strip() or "another process"
+    except OSError:
+        return "another process"
+
+
 @contextmanager
 def sync_lock(registry: Path) -> Iterator[None]:
     """Hold the registry's lock, or raise RegistryBusyError naming the holder."""
@@ -29,10 +37,9 @@ def sync_lock(registry: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
             raise RegistryBusyError(
-                f"{registry}: another sync is running ({holder}); this one did nothing"
+                f"{registry}: another sync is running ({lock_holder(registry)}); this one did "
+                "nothing"
             ) from None
         handle.seek(0)
         handle.truncate()

@@ -6,7 +6,8 @@
    interrupted export polls the same job again instead of starting over; a status URL that has
    expired (404/410) starts a new export once.
 3. Polling honours `Retry-After` up to `max_retry_wait` and shows `X-Progress`; a 429 or 5xx
-   while polling is retried by the client.
+   while polling is retried by the client. After `export_timeout` seconds of waiting the run
+   stops with IncompleteDataError and keeps the status URL, so the next run polls the same job.
 4. The output files are downloaded concurrently and streamed to disk (kept gzip-compressed when
    the server sends them so); a download cut short is retried from the start, and the line count
    must match the manifest's `count`. Downloads finished before an interruption are kept.
@@ -193,6 +194,7 @@ class _Export:
 
     async def _wait_for_manifest(self, state: _State) -> _State:
         wait = FIRST_POLL_WAIT
+        waited = 0.0  # the sum of the waits: polls themselves are quick
         shown = None
         while True:
             response = await self.client.fetch("GET", state.status_url)
@@ -215,6 +217,13 @@ class _Export:
                 shown = progress
                 self.progress.phase(f"export in progress ({progress[:60]})", 0, 0)
             wait = self._poll_wait(response, wait)
+            timeout = self.client.options.export_timeout
+            if waited + wait > timeout:
+                raise IncompleteDataError(
+                    f"export status {state.status_url}: not ready after {waited:.0f} s of "
+                    f"waiting (export timeout {timeout:.0f} s); the next run polls the same job"
+                )
+            waited += wait
             await self.sleep(wait)
 
     def _poll_wait(self, response: FhirResponse, previous: float) -> float:

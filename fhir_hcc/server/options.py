@@ -52,6 +52,7 @@ class ClientOptions:
     backoff_base: float = 0.5  # seconds; doubles per attempt, with jitter
     backoff_max: float = 30.0
     max_retry_wait: float = 120.0  # cap on a server's Retry-After
+    export_timeout: float = 43200.0  # seconds of polling a bulk export before giving up (12 h)
     page_size: int = 500
     batch_size: int = 50  # patients per request
     max_url_length: int = 2000
@@ -138,6 +139,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", type=int, help="requests in flight at most (default 4)")
     group.add_argument("--retries", type=int, help="retries per request (default 5)")
     group.add_argument("--max-retry-wait", type=float, help="cap on Retry-After, seconds")
+    group.add_argument(
+        "--export-timeout",
+        type=float,
+        help="give up waiting for a bulk export after this many seconds (default 43200: 12 h); "
+        "the next run resumes the same job",
+    )
     group.add_argument("--page-size", type=int, help="_count per page (default 500)")
     group.add_argument("--batch-size", type=int, help="patients per request (default 50)")
     group.add_argument(
@@ -168,6 +175,7 @@ _CLIENT_FLAGS = {
     "concurrency": "concurrency",
     "retries": "max_retries",
     "max_retry_wait": "max_retry_wait",
+    "export_timeout": "export_timeout",
     "page_size": "page_size",
     "batch_size": "batch_size",
 }

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from fhir_hcc.cli import main
 from fhir_hcc.cohort import build_cohort
 from fhir_hcc.errors import InputError
-from fhir_hcc.registry import Registry, RegistryBusyError, RegistryError, RegistrySource, diff_runs
+from fhir_hcc.registry import (
+    EXIT_REGISTRY_BUSY,
+    Registry,
+    RegistryBusyError,
+    RegistryError,
+    RegistrySource,
+    diff_runs,
+)
 from fhir_hcc.registry.ingest import apply_deletions, ingest
 from fhir_hcc.registry.lock import sync_lock
 from fhir_hcc.sources import FileSource
@@ -158,6 +168,22 @@ def test_second_lock_holder_is_refused_with_the_holders_pid(tmp_path):
         pass
 
 
+def test_reading_while_a_sync_commits_says_the_registry_is_busy(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "r.sqlite"
+    Registry(path).close()
+    monkeypatch.setattr("fhir_hcc.cli.registry.READ_WAIT", 0.1)
+    writer = sqlite3.connect(path, isolation_level=None)
+    with sync_lock(path):
+        writer.execute("BEGIN EXCLUSIVE")  # as a sync holds the file while it commits
+        code = main(["registry", "status", "--registry", str(path)])
+        writer.execute("ROLLBACK")
+    assert code == EXIT_REGISTRY_BUSY
+    error = capsys.readouterr().err
+    assert f"a sync is writing it (pid {os.getpid()}, started " in error
+    assert "Traceback" not in error
+    assert main(["registry", "status", "--registry", str(path)]) == 0
+
+
 def test_not_a_registry_is_a_clear_error(tmp_path):
     path = tmp_path / "r.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
@@ -201,6 +227,6 @@ def test_diff_of_a_run_without_snapshot_is_refused(registry):
         diff_runs(registry, ok, 99)
 
 
-def test_wal_mode_is_on(registry):
+def test_rollback_journal_is_on(registry):
     (mode,) = registry.db.execute("PRAGMA journal_mode").fetchone()
-    assert mode == "wal"
+    assert mode == "delete"

@@ -134,6 +134,25 @@ def test_retry_after_is_capped_and_missing_retry_after_backs_off(httpx_mock, tmp
     assert sleeps.delays == [30.0, 30.0, 30.0]  # the cap; then doubling, held at the cap
 
 
+def test_export_timeout_stops_polling_and_the_next_run_polls_the_same_job(httpx_mock, tmp_path):
+    add_kick_off(httpx_mock)
+    for _ in range(3):
+        httpx_mock.add_response(url=STATUS, status_code=202, headers={"Retry-After": "40"})
+    sleeps = SleepRecorder()
+    with pytest.raises(IncompleteDataError, match=r"not ready after 80 s .*polls the same job"):
+        export(tmp_path / "out", sleeps, export_timeout=100.0)
+    assert sleeps.delays == [40.0, 40.0]  # a third wait would pass the timeout
+    assert orjson.loads((staging_folder(tmp_path / "out") / STATE).read_bytes())["status_url"] == (
+        STATUS
+    )
+
+    add_done(httpx_mock)
+    add_files(httpx_mock)
+    manifest = export(tmp_path / "out", SleepRecorder(), export_timeout=100.0)
+    assert manifest["resumed"] and manifest["counts"] == {"Condition": 1, "Patient": 3}
+    assert len(httpx_mock.get_requests(url=KICK_OFF)) == 1
+
+
 def test_429_while_polling_is_retried_after_the_servers_wait(httpx_mock, tmp_path):
     add_kick_off(httpx_mock)
     httpx_mock.add_response(url=STATUS, status_code=429, headers={"Retry-After": "4"})
