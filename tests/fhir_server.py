@@ -3,10 +3,17 @@
 Installs SEKMET into `.fhir-server/venv` from the pinned lock file when missing, writes a settings
 file (loopback only, simulator off, base_url matching the port), waits for `/metadata` and stops
 the server by its PID. If the server dies while starting, its log is printed.
+
+Run as a script, it serves a folder of transaction Bundles until stopped (Ctrl-C or SIGTERM), for
+trying the CLI, cron or systemd by hand:
+
+    .venv/bin/python tests/fhir_server.py fixtures/salvage2004 --port 8090
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import signal
@@ -133,3 +140,31 @@ def post_transaction(base_url: str, bundle: dict[str, Any], client: httpx.Client
         raise RuntimeError(
             f"transaction failed: HTTP {response.status_code}: {response.text[:500]}"
         )
+
+
+def load_bundles(base_url: str, folder: Path) -> None:
+    """Post every `*.json` transaction Bundle of `folder`, in name order."""
+    bundles = sorted(folder.glob("*.json"))
+    if not bundles:
+        raise RuntimeError(f"no bundles in {folder}")
+    with httpx.Client() as client:
+        for path in bundles:
+            post_transaction(base_url, json.loads(path.read_bytes()), client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve FHIR transaction Bundles with SEKMET.")
+    parser.add_argument("folder", type=Path, help="folder of transaction Bundles to load")
+    parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--work-dir", type=Path, default=SERVER_DIR / "serve")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through the `with` below
+    with SekmetServer(args.work_dir, port=args.port) as server:
+        load_bundles(server.base_url, args.folder)
+        print(server.base_url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

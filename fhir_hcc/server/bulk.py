@@ -215,7 +215,7 @@ class _Export:
             progress = response.headers.get("X-Progress")
             if progress and progress != shown:
                 shown = progress
-                self.progress.phase(f"export in progress ({progress[:60]})", 0, 0)
+                self.progress.phase(f"export in progress ({progress[:60]})", 0)
             wait = self._poll_wait(response, wait)
             timeout = self.client.options.export_timeout
             if waited + wait > timeout:
@@ -238,7 +238,7 @@ class _Export:
         files += _output_files(state.manifest.get("deleted", []), "deleted.")
         files += _output_files(state.manifest.get("error", []), "error.")
         wanted = [f for f in files if _stored_name(f, state) is None]
-        self.progress.phase("download", len(wanted), 0)
+        self.progress.phase("download", len(wanted), unit="files")
         try:
             async with asyncio.TaskGroup() as group:
                 for output in wanted:

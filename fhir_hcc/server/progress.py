@@ -10,7 +10,9 @@ from fhir_hcc.server.client import RequestStats
 
 
 class Progress(Protocol):
-    def phase(self, name: str, searches: int, patients: int) -> None: ...
+    """`phase` starts a step of `steps` units (searches, files; 0: a wait of unknown length)."""
+
+    def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None: ...
 
     def advance(self, resources: int, stats: RequestStats) -> None: ...
 
@@ -18,7 +20,7 @@ class Progress(Protocol):
 
 
 class NoProgress:
-    def phase(self, name: str, searches: int, patients: int) -> None:
+    def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None:
         pass
 
     def advance(self, resources: int, stats: RequestStats) -> None:
@@ -35,25 +37,26 @@ class LineProgress:
         self.stream = stream
         self.interval = interval
         self._name = ""
-        self._searches = 0
+        self._steps = 0
+        self._unit = ""
         self._done = 0
         self._resources = 0
         self._last = 0.0
 
-    def phase(self, name: str, searches: int, patients: int) -> None:
-        self._name, self._searches, self._done = name, searches, 0
+    def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None:
+        self._name, self._steps, self._unit, self._done = name, steps, unit, 0
         self._last = time.monotonic()
         for_patients = f" for {patients} patients" if patients else ""
-        self._print(f"{name}: {searches} searches{for_patients}")
+        self._print(f"{name}: {steps} {unit}{for_patients}" if steps else name)
 
     def advance(self, resources: int, stats: RequestStats) -> None:
         self._done += 1
         self._resources += resources
         now = time.monotonic()
-        if now - self._last >= self.interval or self._done == self._searches:
+        if now - self._last >= self.interval or self._done == self._steps:
             self._last = now
             self._print(
-                f"{self._name}: {self._done}/{self._searches} searches, "
+                f"{self._name}: {self._done}/{self._steps} {self._unit}, "
                 f"{stats.requests} requests, {self._resources} resources"
             )
 
@@ -92,9 +95,9 @@ class RichProgress:
         self._task: object | None = None
         self._resources = 0
 
-    def phase(self, name: str, searches: int, patients: int) -> None:
+    def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None:
         label = f"{name} ({patients} patients)" if patients else name
-        self._task = self._bars.add_task(label, total=searches, requests=0, resources=0)
+        self._task = self._bars.add_task(label, total=steps or None, requests=0, resources=0)
 
     def advance(self, resources: int, stats: RequestStats) -> None:
         self._resources += resources

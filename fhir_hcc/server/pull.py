@@ -101,7 +101,7 @@ class Puller:
             for resource_type in CANDIDATE_TYPES
             for codes in self._code_lists(resource_type)
         ]
-        self.progress.phase("candidates", len(requests), 0)
+        self.progress.phase("candidates", len(requests))
 
         def collect(resource: dict[str, Any], mode: str) -> None:
             patient = self._patient_of(resource)
@@ -129,7 +129,7 @@ class Puller:
     async def fetch_medications(self) -> None:
         wanted = sorted(i for i in self.medication_ids if not self.writer.has("Medication", i))
         batches = pack(wanted, self._fits_every([("Medication", None)]), self.options.batch_size)
-        self.progress.phase("medications", len(batches), 0)
+        self.progress.phase("medications", len(batches))
         await _all(self._fetch_by_ids("Medication", batch, []) for batch in batches)
 
     # -- one list of ids, with fallbacks ---------------------------------------------------

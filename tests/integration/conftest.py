@@ -6,15 +6,13 @@ and stopped by PID at the end.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from fhir_server import ROOT, SekmetServer, post_transaction
+from fhir_server import ROOT, SekmetServer, load_bundles
 
 from fhir_hcc.sources import FileSource, decode
 
@@ -41,11 +39,8 @@ def _read_files(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedServer]:
-    bundles = sorted(FIXTURES.glob("*.json"))
-    assert bundles, f"no fixture bundles in {FIXTURES}"
-    with SekmetServer(tmp_path_factory.mktemp("sekmet")) as server, httpx.Client() as http:
-        for path in bundles:
-            post_transaction(server.base_url, json.loads(path.read_bytes()), http)
+    with SekmetServer(tmp_path_factory.mktemp("sekmet")) as server:
+        load_bundles(server.base_url, FIXTURES)
         yield LoadedServer(
             server.base_url,
             f"http://127.0.0.1:{server.port}",

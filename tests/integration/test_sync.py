@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fhir_server import ROOT, SekmetServer, post_transaction
+from fhir_server import ROOT, SekmetServer, load_bundles, post_transaction
 
 from fhir_hcc import build_cohort
 from fhir_hcc.mappings import load_mappings
@@ -39,9 +39,8 @@ OPTIONS = ClientOptions(page_size=200, batch_size=20)
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with SekmetServer(tmp_path_factory.mktemp("sekmet-sync")) as server, httpx.Client() as http:
-        for path in sorted(FIXTURES.glob("*.json")):
-            post_transaction(server.base_url, json.loads(path.read_bytes()), http)
+    with SekmetServer(tmp_path_factory.mktemp("sekmet-sync")) as server:
+        load_bundles(server.base_url, FIXTURES)
         yield server.base_url
 
 

@@ -130,9 +130,15 @@ def test_line_progress_is_quiet_and_plain():
     stats = RequestStats(requests=5)
     for _ in range(3):
         progress.advance(4, stats)
+    progress.phase("export in progress (40%)", 0)
+    progress.phase("download", 1, unit="files")
+    progress.advance(12, stats)
     assert stream.getvalue().splitlines() == [
         "fhir-hcc: pull: patient data: 3 searches for 10 patients",
         "fhir-hcc: pull: patient data: 3/3 searches, 5 requests, 12 resources",
+        "fhir-hcc: pull: export in progress (40%)",
+        "fhir-hcc: pull: download: 1 files",
+        "fhir-hcc: pull: download: 1/1 files, 5 requests, 24 resources",
     ]
 
 
