@@ -1,7 +1,9 @@
 """Bulk Data `$export`: kick-off, polling, streamed downloads, and a resumable status URL.
 
 1. Kick-off at system, `Patient` or `Group/{id}` level with `Prefer: respond-async`, `_type`,
-   `_typeFilter` (Observations narrowed to the mapping codes) and `_since`.
+   `_typeFilter` (Observations narrowed to the mapping codes) and `_since`; a query longer than
+   `max_url_length` is POSTed as a Parameters resource instead (Bulk Data 2.0), and sent as a
+   GET after all when the server answers that POST with 404, 405 or 501.
 2. The status URL is saved in a staging folder beside the output (`<out>.bulk-partial/`), so an
    interrupted export polls the same job again instead of starting over; a status URL that has
    expired (404/410) starts a new export once.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
@@ -62,6 +65,7 @@ EXPORT_TYPES = (
 )
 STATE = "bulk-state.json"
 EXPIRED_STATUSES = frozenset({404, 410})
+POST_UNSUPPORTED = frozenset({404, 405, 501})  # answers to a POST kick-off the server lacks
 FIRST_POLL_WAIT = 1.0  # seconds, doubled per poll while the server gives no Retry-After
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -91,6 +95,17 @@ class ExportRequest:
         params += [("_typeFilter", type_filter) for type_filter in self.type_filters]
         return params + ([("_since", self.since)] if self.since else [])
 
+    def parameters(self) -> dict[str, Any]:
+        """The same request as the body of a POST kick-off."""
+        value_type = {"_since": "valueInstant"}
+        return {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": name, value_type.get(name, "valueString"): value}
+                for name, value in self.params()
+            ],
+        }
+
 
 def type_filters(search_codes: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[str, ...]:
     """`_typeFilter` queries that narrow Observations to the mapping codes.
@@ -114,6 +129,7 @@ class _State:
     request: dict[str, Any]
     status_url: str
     kicked_off: float
+    kick_off_method: str = "GET"  # POST for a query too long for a URL
     manifest: dict[str, Any] | None = None  # the server's, once the export is complete
     downloaded: dict[str, int] = field(default_factory=dict)  # local file name -> lines
 
@@ -177,10 +193,7 @@ class _Export:
         return None
 
     async def _kick_off(self) -> _State:
-        url = self.client.url(self.request.path)
-        params = self.request.params()
-        response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
-        what = self.client.describe("GET", url, params)
+        response, method, what = await self._send_kick_off()
         if response.status != 202:
             if response.status < 300:
                 raise IncompleteDataError(f"{what}: HTTP {response.status} instead of 202")
@@ -188,9 +201,26 @@ class _Export:
         status_url = response.headers.get("Content-Location")
         if not status_url:
             raise IncompleteDataError(f"{what}: 202 without a Content-Location status URL")
-        state = _State(self.client.base_url, _request_key(self.request), status_url, time.time())
+        state = _State(
+            self.client.base_url, _request_key(self.request), status_url, time.time(), method
+        )
         state.save(self.staging)
         return state
+
+    async def _send_kick_off(self) -> tuple[FhirResponse, str, str]:
+        """POST when the query is too long for a URL, else (or when POST is unknown) GET."""
+        url = self.client.url(self.request.path)
+        params = self.request.params()
+        if len(str(httpx.URL(url, params=params))) > self.client.options.max_url_length:
+            what = f"POST {self.request.path} (Parameters)"
+            response = await self.client.fetch(
+                "POST", url, resource=self.request.parameters(), prefer="respond-async"
+            )
+            if response.status not in POST_UNSUPPORTED:
+                return response, "POST", what
+            log.warning("%s: HTTP %d; kicking off with a long GET", what, response.status)
+        response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
+        return response, "GET", self.client.describe("GET", url, params)
 
     async def _wait_for_manifest(self, state: _State) -> _State:
         wait = FIRST_POLL_WAIT
@@ -461,6 +491,7 @@ def _manifest(
         "complete": not errors,
         "resumed": resumed,
         "request": _request_key(request),
+        "kickOff": state.kick_off_method,
         "transactionTime": state.manifest["transactionTime"],
         "counts": dict(sorted(counts.items())),
         "files": files,

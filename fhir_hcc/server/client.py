@@ -136,16 +136,18 @@ class FhirClient:
         *,
         params: Params | None = None,
         data: Mapping[str, str] | Params | None = None,
+        resource: dict[str, Any] | None = None,
         authenticated: bool = True,
         prefer: str | None = None,
     ) -> FhirResponse:
         """Send with retries; return the first answer that is not worth retrying.
 
-        `prefer` is added to the Prefer header (e.g. `respond-async` for a Bulk Data kick-off).
+        `data` is sent as a form, `resource` as a FHIR JSON body; `prefer` is added to the
+        Prefer header (e.g. `respond-async` for a Bulk Data kick-off).
         """
         return await self._retrying(
             self.describe(method, url, params),
-            lambda: self._attempt(method, url, params, data, authenticated, prefer),
+            lambda: self._attempt(method, url, params, data, resource, authenticated, prefer),
             authenticated,
         )
 
@@ -195,15 +197,23 @@ class FhirClient:
         url: str,
         params: Params | None,
         data: Mapping[str, str] | Params | None,
+        resource: dict[str, Any] | None,
         authenticated: bool,
         prefer: str | None = None,
     ) -> FhirResponse:
         headers = await self._headers(url, authenticated, prefer)
+        if resource is not None:
+            headers["Content-Type"] = FHIR_JSON
         async with self.limiter.slot():
             self.stats.requests += 1
             try:
                 response = await self._http.request(
-                    method, url, params=_query(params), data=_form(data), headers=headers
+                    method,
+                    url,
+                    params=_query(params),
+                    data=_form(data),
+                    content=None if resource is None else orjson.dumps(resource),
+                    headers=headers,
                 )
             except httpx.TransportError as error:
                 reason = _transport_reason(error)

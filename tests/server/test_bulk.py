@@ -349,9 +349,9 @@ def test_cli_since_without_bulk_is_a_clear_error(capsys):
 
 
 def test_cli_bulk_pull_exports_the_group(httpx_mock, tmp_path, capsys):
-    group_kick_off = re.compile(re.escape(f"{BASE}/Group/g1/$export?") + ".*_typeFilter=.*")
+    group_kick_off = f"{BASE}/Group/g1/$export"  # POSTed: the mapping codes make a long query
     httpx_mock.add_response(
-        url=group_kick_off, status_code=202, headers={"Content-Location": STATUS}
+        method="POST", url=group_kick_off, status_code=202, headers={"Content-Location": STATUS}
     )
     add_done(httpx_mock)
     add_files(httpx_mock)
@@ -359,3 +359,56 @@ def test_cli_bulk_pull_exports_the_group(httpx_mock, tmp_path, capsys):
     assert main(["pull", BASE, "--bulk", "--group", "g1", "--out", str(out)]) == 0
     assert "exported 4 resources" in capsys.readouterr().err
     assert orjson.loads((out / "manifest.json").read_bytes())["request"]["group"] == "g1"
+    body = orjson.loads(httpx_mock.get_requests(method="POST")[0].content)
+    (type_filter,) = [p["valueString"] for p in body["parameter"] if p["name"] == "_typeFilter"]
+    assert type_filter.startswith("Observation?code=") and "loinc.org%7C1834-1" in type_filter
+
+
+LONG_REQUEST = ExportRequest(
+    types=("Patient", "Condition"),
+    type_filters=(
+        "Observation?code=" + "%2C".join(f"http%3A%2F%2Floinc.org%7C{n}" for n in range(90)),
+    ),
+    since="2026-01-01T00:00:00Z",
+)
+
+
+def test_long_kick_off_is_posted_as_parameters(httpx_mock, tmp_path):
+    httpx_mock.add_response(
+        method="POST", url=f"{BASE}/$export", status_code=202, headers={"Content-Location": STATUS}
+    )
+    add_done(httpx_mock)
+    add_files(httpx_mock)
+    manifest = export(tmp_path / "out", SleepRecorder(), LONG_REQUEST)
+    assert manifest["counts"] == {"Condition": 1, "Patient": 3}
+    assert manifest["kickOff"] == "POST"
+    (post,) = httpx_mock.get_requests(method="POST")
+    assert post.headers["Content-Type"] == "application/fhir+json"
+    assert "respond-async" in post.headers["Prefer"]
+    assert orjson.loads(post.content) == {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_type", "valueString": "Patient,Condition"},
+            {"name": "_typeFilter", "valueString": LONG_REQUEST.type_filters[0]},
+            {"name": "_since", "valueInstant": "2026-01-01T00:00:00Z"},
+        ],
+    }
+
+
+def test_server_without_post_kick_off_gets_the_long_get(httpx_mock, tmp_path):
+    httpx_mock.add_response(method="POST", url=f"{BASE}/$export", status_code=405)
+    httpx_mock.add_response(
+        method="GET",
+        url=re.compile(re.escape(f"{BASE}/$export?_type=") + ".*_since=.*"),
+        status_code=202,
+        headers={"Content-Location": STATUS},
+    )
+    add_done(httpx_mock)
+    add_files(httpx_mock)
+    manifest = export(tmp_path / "out", SleepRecorder(), LONG_REQUEST)
+    assert manifest["counts"] == {"Condition": 1, "Patient": 3}
+    assert manifest["kickOff"] == "GET"
+    assert [r.method for r in httpx_mock.get_requests(url=re.compile(r".*/\$export.*"))] == [
+        "POST",
+        "GET",
+    ]
