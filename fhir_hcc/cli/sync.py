@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fhir_hcc.registry.sync import MODES
 from fhir_hcc.server.errors import EXIT_INCOMPLETE_DATA
 from fhir_hcc.server.options import add_client_arguments, options_from_args
 from fhir_hcc.server.progress import progress_for
@@ -26,9 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_registry_argument(parser)
     parser.add_argument(
         "--mode",
-        choices=("auto", "full", "incremental", "search"),
+        choices=MODES,
         default="auto",
-        help="auto (default): full Bulk export when the server offers $export, else search",
+        help="auto (default): full Bulk export when the server offers $export, else search; "
+        "incremental: a _since export, or _lastUpdated searches (search-incremental) on a "
+        "server without $export",
     )
     parser.add_argument("--group", metavar="ID", help="export Group/ID instead of the system")
     parser.add_argument("--config", help="study TOML file ([cohort] settings)")

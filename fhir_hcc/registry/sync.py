@@ -7,7 +7,11 @@ Modes:
 - `incremental`: a `_since` export from the last good run's transaction time; deletions come from
   the export's `deleted` files; patients new to the cohort get their full history by search;
 - `search`: the search pull plan (servers without `$export`), compared with the ledger;
-- `auto` (default): `full` when the CapabilityStatement lists `export`, else `search`.
+- `search-incremental`: the search pull plan for what changed (`_lastUpdated`) since the last
+  good run, reaching back `search_overlap` seconds for clock skew; new candidates get their whole
+  history; deletions are not seen (a `search` run finds them);
+- `auto` (default): `full` when the CapabilityStatement lists `export`, else `search`;
+  `incremental` likewise becomes `search-incremental` on a server without `$export`.
 
 Safety: a lock allows one sync per registry; the run's `running` row is committed first, the
 data, cohort snapshot and final status in one transaction; the export's status URL and a
@@ -26,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +54,8 @@ from fhir_hcc.sources import Item, Origin, Report
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "full", "incremental", "search")
+MODES = ("auto", "full", "incremental", "search", "search-incremental")
+INCREMENTAL_MODES = frozenset({"incremental", "search-incremental"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class SyncSettings:
     type_filter: bool = True
     config: CohortConfig | str | Path | None = None
     snapshot: bool = True  # build and store the cohort (the benchmark times it separately)
+    search_overlap: float = 600.0  # seconds a search-incremental window reaches back
 
 
 class RegistrySource:
@@ -154,7 +160,7 @@ class _Run:
             self.registry,
             self.run_id,
             files_by_type(self.export_dir, manifest["files"]),
-            complete=mode != "incremental" and _complete(manifest),
+            complete=mode not in INCREMENTAL_MODES and _complete(manifest),
         )
         apply_deletions(self.registry, manifest.get("deleted", []), result)
         cohort = self._snapshot() if self.settings.snapshot else None
@@ -181,7 +187,8 @@ class _Run:
         search_codes = self.mappings.search_codes()
         async with FhirClient(self.settings.base_url, self.options, self.credentials) as client:
             mode = await self._mode(client)
-            if mode == "search":
+            if mode in ("search", "search-incremental"):
+                incremental = mode == "search-incremental"
                 manifest = await pull(
                     self.settings.base_url,
                     search_codes,
@@ -189,8 +196,10 @@ class _Run:
                     self.export_dir,
                     credentials=self.credentials,
                     progress=self.progress,
+                    since=self._search_since() if incremental else None,
+                    known_patients=sorted(self.registry.hashes("Patient")) if incremental else (),
                 )
-                return mode, manifest | {"mode": "search"}
+                return mode, manifest
             request = ExportRequest(
                 type_filters=type_filters(search_codes) if self.settings.type_filter else (),
                 since=self.previous["transaction_time"] if mode == "incremental" else None,
@@ -200,14 +209,21 @@ class _Run:
             return mode, manifest
 
     async def _mode(self, client: FhirClient) -> str:
-        mode = self.settings.mode
-        if mode == "auto":
-            capability = await client.get_json(client.url("metadata"))
-            mode = "full" if _supports_export(capability) else "search"
-        if mode == "incremental" and self.previous is None:
-            log.info("no earlier successful run: this incremental sync exports everything")
-            return "full"
+        requested = self.settings.mode
+        bulk = None
+        if requested in ("auto", "incremental"):
+            bulk = _supports_export(await client.get_json(client.url("metadata")))
+        mode = choose_mode(requested, bulk, self.previous is not None)
+        if requested in INCREMENTAL_MODES and mode not in INCREMENTAL_MODES:
+            log.info("no earlier successful run: this incremental sync fetches everything")
         return mode
+
+    def _search_since(self) -> str:
+        """The last good run's time, less the overlap that covers clock skew."""
+        assert self.previous is not None
+        last = datetime.fromisoformat(self.previous["transaction_time"])
+        since = last - timedelta(seconds=self.settings.search_overlap)
+        return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _snapshot(self) -> dict[str, dict[str, Any]]:
         result = build_cohort(RegistrySource(self.registry), self.config, mappings=self.mappings)
@@ -257,6 +273,8 @@ class _Run:
             if complete
             else f"partial data: {len(problems)} problems, first: {problems[0]}"
         )
+        if mode == "search-incremental":
+            message += "; searches do not see deletions (a `search` run finds them)"
         if self.pending:
             message += "; wrote the export of an interrupted run"
         elif manifest.get("resumed"):
@@ -264,14 +282,25 @@ class _Run:
         return {
             "finished": _now(),
             "mode": mode,
-            "since": (manifest.get("request") or {}).get("since")
-            if mode == "incremental"
-            else None,
+            "since": _since_of(manifest),
             "transaction_time": manifest.get("transactionTime") or manifest.get("started"),
             "status": "ok" if complete else "partial",
             "counts": result.record(),
             "message": message,
         }
+
+
+def choose_mode(requested: str, bulk: bool | None, has_previous: bool) -> str:
+    """The mode a run uses: `auto` and `incremental` follow the server (`bulk`: whether it
+    offers `$export`); an incremental run without an earlier good run fetches everything."""
+    mode = requested
+    if requested == "auto":
+        mode = "full" if bulk else "search"
+    elif requested == "incremental" and not bulk:
+        mode = "search-incremental"
+    if mode in INCREMENTAL_MODES and not has_previous:
+        return "full" if mode == "incremental" else "search"
+    return mode
 
 
 def mappings_version(extra: Sequence[str | Path] = ()) -> str:
@@ -297,10 +326,16 @@ def _complete(manifest: dict[str, Any]) -> bool:
     return bool(manifest.get("complete", True)) and not manifest.get("gaps")
 
 
+def _since_of(manifest: dict[str, Any]) -> str | None:
+    """The `_since` of an incremental export, or the `_lastUpdated` bound of a search pull."""
+    return (manifest.get("request") or {}).get("since") or manifest.get("since")
+
+
 def _mode_of(manifest: dict[str, Any]) -> str:
-    if manifest.get("mode") != "bulk":
-        return "search"
-    return "incremental" if (manifest.get("request") or {}).get("since") else "full"
+    """The mode of a fetched manifest, for writing it after an interruption."""
+    if manifest.get("mode") == "bulk":
+        return "incremental" if _since_of(manifest) else "full"
+    return "search-incremental" if _since_of(manifest) else "search"
 
 
 def _now() -> str:

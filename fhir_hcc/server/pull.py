@@ -8,6 +8,10 @@
    per request; the downgrade sticks for that resource type.
 3. The Medications the administrations reference.
 
+An incremental pull (`since`, `known_patients`) asks only for what changed after `since`
+(`_lastUpdated=gt`): candidates by code, and the resources of the patients the registry already
+holds; a candidate it does not hold yet gets its whole history. Searches cannot see deletions.
+
 Output: `<Type>.ndjson` per type and `manifest.json` (server, FHIR version, queries, counts,
 time, tool version; no secrets). Files appear only when the pull is complete.
 """
@@ -94,10 +98,12 @@ class Puller:
         self.medication_ids: set[str] = set()
 
     # -- phases ----------------------------------------------------------------------------
-    async def find_candidates(self) -> list[str]:
+    async def find_candidates(self, since: str | None = None) -> list[str]:
         candidates: set[str] = set()
         requests = [
-            SearchRequest(resource_type, [("code", codes), ("_count", self._count)])
+            SearchRequest(
+                resource_type, [("code", codes), *_changed_since(since), ("_count", self._count)]
+            )
             for resource_type in CANDIDATE_TYPES
             for codes in self._code_lists(resource_type)
         ]
@@ -111,24 +117,27 @@ class Puller:
         await _all(self._search(request, collect) for request in requests)
         return sorted(candidates)
 
-    async def fetch_patient_data(self, candidates: list[str]) -> None:
+    async def fetch_patient_data(self, patients: list[str], since: str | None = None) -> None:
+        """Everything the cohort reads of `patients`, or what changed after `since`."""
         work = [
-            (resource_type, codes)
+            (resource_type, [*_code_params(codes), *_changed_since(since)])
             for resource_type in ("Patient", *PATIENT_TYPES)
             for codes in self._code_filters(resource_type)
         ]
-        batches = pack(candidates, self._fits_every(work), self.options.batch_size)
-        self.progress.phase("patient data", len(batches) * len(work), len(candidates))
+        batches = pack(patients, self._fits_every(work), self.options.batch_size)
+        name = "changes of known patients" if since else "patient data"
+        self.progress.phase(name, len(batches) * len(work), len(patients))
         await _all(
-            self._fetch_by_ids(resource_type, batch, _code_params(codes))
+            self._fetch_by_ids(resource_type, batch, extra)
             for batch in batches
-            for resource_type, codes in work
+            for resource_type, extra in work
         )
-        await self._recover_missing_patients(candidates)
+        if since is None:  # a Patient unchanged since `since` is rightly absent
+            await self._recover_missing_patients(patients)
 
     async def fetch_medications(self) -> None:
         wanted = sorted(i for i in self.medication_ids if not self.writer.has("Medication", i))
-        batches = pack(wanted, self._fits_every([("Medication", None)]), self.options.batch_size)
+        batches = pack(wanted, self._fits_every([("Medication", [])]), self.options.batch_size)
         self.progress.phase("medications", len(batches))
         await _all(self._fetch_by_ids("Medication", batch, []) for batch in batches)
 
@@ -235,9 +244,9 @@ class Puller:
             return list(self._code_lists(resource_type))
         return [None]
 
-    def _fits_every(self, work: Iterable[tuple[str, str | None]]) -> Callable[[list[str]], bool]:
+    def _fits_every(self, work: Iterable[tuple[str, Params]]) -> Callable[[list[str]], bool]:
         """Whether an id list fits the URL of every planned search that will carry it."""
-        requests = [(resource_type, _code_params(codes)) for resource_type, codes in work]
+        requests = list(work)
 
         def fits(ids: list[str]) -> bool:
             for resource_type, extra in requests:
@@ -252,6 +261,10 @@ class Puller:
 
 def _code_params(codes: str | None) -> Params:
     return [("code", codes)] if codes else []
+
+
+def _changed_since(since: str | None) -> Params:
+    return [("_lastUpdated", f"gt{since}")] if since else []
 
 
 async def _all(coroutines: Iterable[Any]) -> None:
@@ -274,8 +287,14 @@ async def pull(
     credentials: Credentials | None = None,
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
+    since: str | None = None,
+    known_patients: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Pull into `out_dir` and return the manifest; nothing is left behind on failure."""
+    """Pull into `out_dir` and return the manifest; nothing is left behind on failure.
+
+    With `since`, an incremental pull: what changed after it, for the candidates found by
+    changed resources and for `known_patients`; new candidates get their whole history.
+    """
     started = time.time()
     credentials = credentials or build_credentials(
         options.auth, os.environ if environ is None else environ
@@ -288,11 +307,15 @@ async def pull(
             capability = await client.get_json(client.url("metadata"))
             puller = Puller(client, search_codes, writer, progress)
             _check_fhir_version(capability, puller.log)
-            candidates = await puller.find_candidates()
-            await puller.fetch_patient_data(candidates)
+            candidates = await puller.find_candidates(since)
+            known = set(known_patients) if since else set()
+            await puller.fetch_patient_data([p for p in candidates if p not in known])
+            if known:
+                await puller.fetch_patient_data(sorted(known), since)
             await puller.fetch_medications()
         writer.close()
         manifest = _manifest(client, capability, puller, candidates, writer, options, started)
+        manifest["since"] = since
         publish(partial, out_dir, manifest)
     except BaseException:
         writer.close()

@@ -210,6 +210,52 @@ def test_incremental_sync_back_fills_a_patient_new_to_the_registry(own_server, t
         assert opened.cohort(second["id"])["P05"] == opened.cohort(first["id"])["P05"]
 
 
+def test_search_incremental_sync_fetches_changes_and_whole_new_patients(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    first = sync_once(own_server, registry, mode="search")
+    assert first["status"] == "ok" and totals(first)["new"] > 3000
+    with httpx.Client() as http:
+        copy = (FIXTURES / "P07.json").read_text().replace("P07", "Z07")  # a new cohort patient
+        post_transaction(own_server, json.loads(copy), http)
+        patient = http.get(f"{own_server}/Patient/P08").json()  # a change to a known patient
+        patient["gender"] = "female" if patient["gender"] == "male" else "male"
+        put = http.put(
+            f"{own_server}/Patient/P08",
+            content=json.dumps(patient),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert put.status_code == 200
+
+    settings = SyncSettings(
+        own_server, registry, mode="search-incremental", type_filter=False, search_overlap=0
+    )
+    second = sync(settings, OPTIONS, environ={})
+    assert (second["status"], second["mode"]) == ("ok", "search-incremental")
+    assert second["since"] == first["transaction_time"].replace("+00:00", "Z")
+    assert "searches do not see deletions" in second["message"]
+    assert second["counts"]["Patient"] == {
+        "received": 2, "new": 1, "changed": 1, "unchanged": 0, "deleted": 0
+    }  # fmt: skip
+    with Registry(registry) as opened:
+        whole_history = opened.db.execute(
+            "SELECT COUNT(*) FROM resources WHERE patient = 'Z07' AND run_id = ?", (second["id"],)
+        ).fetchone()[0]
+        of_p07 = opened.db.execute(
+            "SELECT COUNT(*) FROM resources WHERE patient = 'P07'"
+        ).fetchone()[0]
+        assert whole_history == of_p07 > 10
+        # Nothing but Z07's history, P08's Patient and the Medications they reference came.
+        medications = second["counts"].get("Medication", {}).get("received", 0)
+        assert totals(second)["received"] == whole_history + 1 + medications
+        before, after = opened.cohort(first["id"]), opened.cohort(second["id"])
+    assert set(after) - set(before) == {"Z07"}
+    ignored = {"patient_id", "provenance"}
+    assert {k: v for k, v in after["Z07"].items() if k not in ignored} == {
+        k: v for k, v in after["P07"].items() if k not in ignored
+    }
+    assert before["P08"]["sex"] != after["P08"]["sex"]
+
+
 def test_killed_sync_leaves_the_registry_intact_and_the_next_run_completes(own_server, tmp_path):
     registry = tmp_path / "registry.sqlite"
     with Registry(registry):
