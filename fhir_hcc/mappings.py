@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,18 +19,8 @@ from typing import Any
 
 from fhir_hcc.errors import ConfigError
 
-_PACKAGE = Path(__file__).resolve().parent
-
-
-def shipped_mappings(package: Path = _PACKAGE) -> Path:
-    """`mappings/` of a source checkout (editable install); else the copy a wheel installs."""
-    checkout = package.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "mappings").is_dir():
-        return checkout / "mappings"
-    return Path(sys.prefix) / "share" / "fhir-hcc" / "mappings"  # pyproject's data-files
-
-
-SHIPPED_MAPPINGS = shipped_mappings()
+# The top-level mappings/ through the package's link to it; a wheel holds a copy there.
+SHIPPED_MAPPINGS = (Path(__file__).parent / "shipped_mappings").resolve()
 # Files that configure matching rather than list a clinical concept.
 _META_FILES = {"systems", "extensions"}
 _NORMALISED_CACHE_SIZE = 200_000
