@@ -2,7 +2,8 @@
 
 A rollback journal, not WAL: a sync writes one large transaction (1.5 GB for a million
 resources), which WAL would write twice (to the log, then into the file at the checkpoint). The
-price is that readers wait while a sync commits.
+price: once a sync's writes outgrow its page cache, it locks readers out until its commit, and a
+reader inside a long transaction holds up that commit.
 
 Tables:
 - `resources`: the current version of every resource (type, id, versionId, lastUpdated, content
@@ -116,6 +117,9 @@ class Registry:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=timeout)
+        except sqlite3.Error as error:
+            raise RegistryError(f"{path}: cannot open the registry ({error})") from None
+        try:
             self.db.execute("PRAGMA page_size=16384")  # a new file only: 1-2 KB rows pack better
             self.db.execute("PRAGMA journal_mode=DELETE")  # also turns an older WAL file back
             self.db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut
@@ -123,6 +127,7 @@ class Registry:
             self.db.executescript(_SCHEMA)
             self._check_schema()
         except sqlite3.DatabaseError as error:
+            self.db.close()
             if is_locked(error):
                 raise  # the caller knows whether a sync holds it
             raise RegistryError(f"{path}: not a usable registry ({error})") from None
@@ -281,8 +286,8 @@ class Registry:
 
 
 def is_locked(error: sqlite3.Error) -> bool:
-    """Whether SQLite gave up waiting for another connection's lock (a sync committing)."""
-    return "locked" in str(error)
+    """Whether SQLite gave up waiting for another connection's lock."""
+    return error.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _encoded(values: Iterable[Any]) -> tuple[Any, ...]:

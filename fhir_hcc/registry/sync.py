@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
@@ -40,9 +41,10 @@ from fhir_hcc.cohort import build_cohort
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.errors import FhirHccError
 from fhir_hcc.mappings import load_mappings, mapping_directories
+from fhir_hcc.registry.errors import RegistryError
 from fhir_hcc.registry.ingest import IngestResult, apply_deletions, files_by_type, ingest
 from fhir_hcc.registry.lock import sync_lock
-from fhir_hcc.registry.store import Registry
+from fhir_hcc.registry.store import Registry, is_locked
 from fhir_hcc.server.auth import build_credentials
 from fhir_hcc.server.bulk import ExportRequest, run_export, type_filters
 from fhir_hcc.server.client import FhirClient, tool_version
@@ -68,6 +70,7 @@ class SyncSettings:
     config: CohortConfig | str | Path | None = None
     snapshot: bool = True  # build and store the cohort (the benchmark times it separately)
     search_overlap: float = 600.0  # seconds a search-incremental window reaches back
+    busy_timeout: float = 30.0  # seconds to wait for readers before a write gives up
 
 
 class RegistrySource:
@@ -99,30 +102,48 @@ def sync(
     config = settings.config
     if not isinstance(config, CohortConfig):
         config = load_config(config)
-    with (
-        closing(progress or NoProgress()) as shown,
-        sync_lock(settings.registry),
-        Registry(settings.registry) as registry,
-    ):
-        run_id = registry.start_run(
-            {
-                "started": _now(),
-                "mode": settings.mode,
-                "server": settings.base_url,
-                "tool_version": tool_version(),
-                "mappings_version": mappings_version(config.mappings),
-            }
-        )
-        try:
-            _Run(settings, options, config, registry, run_id, shown, environ).run()
-        except BaseException as error:
-            registry.rollback()
-            message = str(error) if isinstance(error, FhirHccError) else type(error).__name__
-            registry.finish_run(
-                run_id, {"status": "failed", "finished": _now(), "message": message}
+    try:
+        with (
+            closing(progress or NoProgress()) as shown,
+            sync_lock(settings.registry),
+            Registry(settings.registry, timeout=settings.busy_timeout) as registry,
+        ):
+            run_id = registry.start_run(
+                {
+                    "started": _now(),
+                    "mode": settings.mode,
+                    "server": settings.base_url,
+                    "tool_version": tool_version(),
+                    "mappings_version": mappings_version(config.mappings),
+                }
             )
-            raise
-        return registry.run(run_id)
+            try:
+                _Run(settings, options, config, registry, run_id, shown, environ).run()
+            except BaseException as error:
+                registry.rollback()
+                _record_failure(registry, run_id, _as_registry_error(error, settings.registry))
+                raise
+            return registry.run(run_id)
+    except sqlite3.OperationalError as error:
+        raise _as_registry_error(error, settings.registry) from None
+
+
+def _record_failure(registry: Registry, run_id: int, error: BaseException) -> None:
+    message = str(error) if isinstance(error, FhirHccError) else type(error).__name__
+    try:
+        registry.finish_run(run_id, {"status": "failed", "finished": _now(), "message": message})
+    except sqlite3.OperationalError:  # still locked: the next run marks it interrupted
+        log.warning("could not record run %d as failed: the registry is locked", run_id)
+
+
+def _as_registry_error(error: BaseException, path: Path) -> BaseException:
+    """A reader that held the registry past the lock timeout, as a clear error (exit 7)."""
+    if isinstance(error, sqlite3.OperationalError) and is_locked(error):
+        return RegistryError(
+            f"{path}: another process kept the registry open for reading too long to write "
+            "(a notebook or SQLite shell inside a transaction?); this sync kept nothing"
+        )
+    return error
 
 
 class _Run:
@@ -180,8 +201,12 @@ class _Run:
             return None
         if manifest.get("server", {}).get("baseUrl") != self.settings.base_url.rstrip("/"):
             return None
+        mode = mode_of(manifest)
+        if mode is None:
+            log.info("ignoring a fetched export of unknown mode; fetching anew")
+            return None
         log.info("writing the export a previous run fetched but did not write")
-        return _mode_of(manifest), manifest
+        return mode, manifest
 
     async def _fetch(self) -> tuple[str, dict[str, Any]]:
         search_codes = self.mappings.search_codes()
@@ -331,11 +356,15 @@ def _since_of(manifest: dict[str, Any]) -> str | None:
     return (manifest.get("request") or {}).get("since") or manifest.get("since")
 
 
-def _mode_of(manifest: dict[str, Any]) -> str:
-    """The mode of a fetched manifest, for writing it after an interruption."""
-    if manifest.get("mode") == "bulk":
-        return "incremental" if _since_of(manifest) else "full"
-    return "search-incremental" if _since_of(manifest) else "search"
+def mode_of(manifest: dict[str, Any]) -> str | None:
+    """The sync mode that fetched `manifest` (None if unknown), to write it after a crash: an
+    incremental fetch must never be taken for a complete one, which would delete the rest."""
+    match manifest.get("mode"):
+        case "bulk":
+            return "incremental" if _since_of(manifest) else "full"
+        case "search":
+            return "search-incremental" if _since_of(manifest) else "search"
+    return None
 
 
 def _now() -> str:

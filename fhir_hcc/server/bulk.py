@@ -3,7 +3,7 @@
 1. Kick-off at system, `Patient` or `Group/{id}` level with `Prefer: respond-async`, `_type`,
    `_typeFilter` (Observations narrowed to the mapping codes) and `_since`; a query longer than
    `max_url_length` is POSTed as a Parameters resource instead (Bulk Data 2.0), and sent as a
-   GET after all when the server answers that POST with 404, 405 or 501.
+   GET after all when the server refuses that POST (a 4xx but 401/403/429, or 501).
 2. The status URL is saved in a staging folder beside the output (`<out>.bulk-partial/`), so an
    interrupted export polls the same job again instead of starting over; a status URL that has
    expired (404/410) starts a new export once.
@@ -24,6 +24,7 @@ import asyncio
 import gzip
 import logging
 import os
+import re
 import shutil
 import time
 import zlib
@@ -65,7 +66,7 @@ EXPORT_TYPES = (
 )
 STATE = "bulk-state.json"
 EXPIRED_STATUSES = frozenset({404, 410})
-POST_UNSUPPORTED = frozenset({404, 405, 501})  # answers to a POST kick-off the server lacks
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 FIRST_POLL_WAIT = 1.0  # seconds, doubled per poll while the server gives no Retry-After
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -83,6 +84,11 @@ class ExportRequest:
     def __post_init__(self) -> None:
         if self.group is not None and self.patient_level:
             raise ConfigError("choose a Group or Patient level export, not both")
+        if self.since is not None and not _INSTANT.fullmatch(self.since):
+            raise ConfigError(
+                f"_since {self.since!r} is not a FHIR instant with a time zone, "
+                "e.g. 2026-01-01T00:00:00Z"
+            )
 
     @property
     def path(self) -> str:
@@ -216,7 +222,7 @@ class _Export:
             response = await self.client.fetch(
                 "POST", url, resource=self.request.parameters(), prefer="respond-async"
             )
-            if response.status not in POST_UNSUPPORTED:
+            if not _refused(response.status):
                 return response, "POST", what
             log.warning("%s: HTTP %d; kicking off with a long GET", what, response.status)
         response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
@@ -224,10 +230,12 @@ class _Export:
 
     async def _wait_for_manifest(self, state: _State) -> _State:
         wait = FIRST_POLL_WAIT
-        waited = 0.0  # the sum of the waits: polls themselves are quick
+        waited = 0.0  # polls (with their retries) as timed, plus the waits between them
         shown = None
         while True:
+            asked = time.monotonic()
             response = await self.client.fetch("GET", state.status_url)
+            waited += time.monotonic() - asked
             if response.status == 200:
                 state.manifest = _checked_manifest(response.body, state.status_url)
                 state.save(self.staging)
@@ -295,6 +303,11 @@ class _Export:
         state.downloaded[path.name] = lines
         state.save(self.staging)
         self.progress.advance(lines, self.client.stats)
+
+
+def _refused(status: int) -> bool:
+    """A 4xx that may mean "no POST kick-off here" (not one about credentials or load)."""
+    return (400 <= status < 500 and status not in (401, 403, 429)) or status == 501
 
 
 def _request_key(request: ExportRequest) -> dict[str, Any]:

@@ -315,7 +315,7 @@ async def pull(
             await puller.fetch_medications()
         writer.close()
         manifest = _manifest(client, capability, puller, candidates, writer, options, started)
-        manifest["since"] = since
+        manifest |= {"mode": "search", "since": since}
         publish(partial, out_dir, manifest)
     except BaseException:
         writer.close()

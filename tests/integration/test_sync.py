@@ -24,7 +24,7 @@ from fhir_server import ROOT, SekmetServer, load_bundles, post_transaction
 
 from fhir_hcc import build_cohort
 from fhir_hcc.mappings import load_mappings
-from fhir_hcc.registry import EXIT_REGISTRY_BUSY, Registry, SyncSettings, sync
+from fhir_hcc.registry import EXIT_REGISTRY_BUSY, Registry, RegistryError, SyncSettings, sync
 from fhir_hcc.registry.lock import lock_path
 from fhir_hcc.registry.sync import work_folder
 from fhir_hcc.server import ClientOptions, pull
@@ -254,6 +254,22 @@ def test_search_incremental_sync_fetches_changes_and_whole_new_patients(own_serv
         k: v for k, v in after["P07"].items() if k not in ignored
     }
     assert before["P08"]["sex"] != after["P08"]["sex"]
+
+
+def test_sync_blocked_by_a_reader_fails_clearly_and_keeps_nothing(own_server, tmp_path):
+    registry = tmp_path / "registry.sqlite"
+    sync_once(own_server, registry)
+    before = state_of(registry)
+    reader = sqlite3.connect(registry, isolation_level=None)
+    reader.execute("BEGIN")  # a notebook inside a read transaction holds a shared lock
+    reader.execute("SELECT COUNT(*) FROM resources").fetchone()
+    settings = SyncSettings(own_server, registry, type_filter=False, busy_timeout=0.2)
+    with pytest.raises(RegistryError, match="kept the registry open for reading too long"):
+        sync(settings, OPTIONS, environ={})
+    reader.execute("ROLLBACK")
+    reader.close()
+    assert state_of(registry) == before
+    assert sync_once(own_server, registry)["status"] == "ok"
 
 
 def test_killed_sync_leaves_the_registry_intact_and_the_next_run_completes(own_server, tmp_path):

@@ -23,7 +23,6 @@ from fhir_hcc.registry import (
 )
 from fhir_hcc.registry.ingest import apply_deletions, ingest
 from fhir_hcc.registry.lock import sync_lock
-from fhir_hcc.registry.sync import choose_mode
 from fhir_hcc.sources import FileSource
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salvage2004"
@@ -231,22 +230,3 @@ def test_diff_of_a_run_without_snapshot_is_refused(registry):
 def test_rollback_journal_is_on(registry):
     (mode,) = registry.db.execute("PRAGMA journal_mode").fetchone()
     assert mode == "delete"
-
-
-@pytest.mark.parametrize(
-    ("requested", "bulk", "has_previous", "expected"),
-    [
-        ("auto", True, True, "full"),
-        ("auto", False, True, "search"),
-        ("incremental", True, True, "incremental"),
-        ("incremental", False, True, "search-incremental"),
-        ("incremental", True, False, "full"),
-        ("incremental", False, False, "search"),
-        ("search-incremental", None, True, "search-incremental"),
-        ("search-incremental", None, False, "search"),
-        ("full", None, False, "full"),
-        ("search", None, True, "search"),
-    ],
-)
-def test_mode_follows_the_server_and_the_last_good_run(requested, bulk, has_previous, expected):
-    assert choose_mode(requested, bulk, has_previous) == expected

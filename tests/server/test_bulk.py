@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from fhir_hcc.cli import main
+from fhir_hcc.errors import ConfigError
 from fhir_hcc.server.bulk import (
     STATE,
     ExportRequest,
@@ -395,8 +396,9 @@ def test_long_kick_off_is_posted_as_parameters(httpx_mock, tmp_path):
     }
 
 
-def test_server_without_post_kick_off_gets_the_long_get(httpx_mock, tmp_path):
-    httpx_mock.add_response(method="POST", url=f"{BASE}/$export", status_code=405)
+@pytest.mark.parametrize("refusal", [400, 405, 415, 501])
+def test_server_without_post_kick_off_gets_the_long_get(httpx_mock, tmp_path, refusal):
+    httpx_mock.add_response(method="POST", url=f"{BASE}/$export", status_code=refusal)
     httpx_mock.add_response(
         method="GET",
         url=re.compile(re.escape(f"{BASE}/$export?_type=") + ".*_since=.*"),
@@ -412,3 +414,11 @@ def test_server_without_post_kick_off_gets_the_long_get(httpx_mock, tmp_path):
         "POST",
         "GET",
     ]
+
+
+def test_since_must_be_an_instant(capsys):
+    with pytest.raises(ConfigError, match="not a FHIR instant with a time zone"):
+        ExportRequest(since="2026-01-01")
+    assert ExportRequest(since="2026-01-01T00:00:00.123+08:00").since
+    assert main(["pull", BASE, "--bulk", "--out", "x", "--since", "2026-01-01T00:00"]) == 2
+    assert "not a FHIR instant" in capsys.readouterr().err

@@ -34,8 +34,9 @@ cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/tmp/host-ca.crt"  # the host's trust, for pip
 in_root sh -c 'test -x /usr/bin/python3 -a -x /usr/sbin/useradd ||
     apt-get install -y --no-install-recommends python3-venv passwd'
-rm -rf "$ROOTFS/tmp/wheel" && mkdir -p "$ROOTFS/tmp/wheel"
-"$REPO/.venv/bin/pip" wheel --no-deps --quiet -w "$ROOTFS/tmp/wheel" "$REPO"
+rm -rf "$ROOTFS/tmp/wheel" "$ROOTFS/tmp/source" && mkdir -p "$ROOTFS/tmp/wheel" "$ROOTFS/tmp/source"
+git -C "$REPO" archive HEAD | tar -x -C "$ROOTFS/tmp/source"  # the build leaves the checkout be
+"$REPO/.venv/bin/pip" wheel --no-deps --quiet -w "$ROOTFS/tmp/wheel" "$ROOTFS/tmp/source"
 cp "$REPO/constraints.txt" "$ROOTFS/tmp/wheel/"
 wheel=/tmp/wheel/$(basename "$ROOTFS"/tmp/wheel/fhir_hcc-*.whl)
 in_root sh -c 'test -x /opt/fhir-hcc/.venv/bin/python || python3 -m venv /opt/fhir-hcc/.venv'
@@ -70,7 +71,11 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-wait_for "the test server" grep -q "^http" "$ROOTFS.sekmet.log"
+server_ready() {
+    kill -0 "$server" 2>/dev/null || { cat "$ROOTFS.sekmet.log"; exit 1; }
+    grep -q "^http" "$ROOTFS.sekmet.log"
+}
+wait_for "the test server" server_ready
 
 # 4. Boot systemd as the container's PID 1 and let the timer fire twice.
 systemd-nspawn --quiet --keep-unit --register=no --directory="$ROOTFS" --boot >"$ROOTFS.console.log" 2>&1 &
