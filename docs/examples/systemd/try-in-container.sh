@@ -88,7 +88,7 @@ wait_for "the timer" timer_active
 in_container systemctl list-timers fhir-hcc-sync.timer --no-pager
 runs_at_least() {
     local finished
-    finished=$(in_container journalctl -u fhir-hcc-sync.service -o cat --no-pager |
+    finished=$(in_container journalctl --boot -u fhir-hcc-sync.service -o cat --no-pager |
         grep -c -e "^Finished" -e "^Failed" || true)
     [ "$finished" -ge "$1" ]
 }
@@ -98,7 +98,7 @@ echo "deleted $DELETED on the server"
 wait_for "the second timed run" runs_at_least 2
 
 # 5. What systemd and the registry saw.
-in_container journalctl -u fhir-hcc-sync.service --no-pager -o short-iso
+in_container journalctl --boot -u fhir-hcc-sync.service --no-pager -o short-iso
 in_container runuser -u fhirhcc -- /opt/fhir-hcc/.venv/bin/fhir-hcc registry history \
     --registry /var/lib/fhir-hcc/registry.sqlite
 in_container systemctl poweroff
