@@ -248,7 +248,7 @@ class _Run:
         assert self.previous is not None
         last = datetime.fromisoformat(self.previous["transaction_time"])
         since = last - timedelta(seconds=self.settings.search_overlap)
-        return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def _snapshot(self) -> dict[str, dict[str, Any]]:
         result = build_cohort(RegistrySource(self.registry), self.config, mappings=self.mappings)

@@ -406,4 +406,6 @@ def _manifest(
 
 
 def iso_timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+    """UTC to the millisecond: a pull's start bounds the next incremental pull's `_lastUpdated`,
+    and a second-precision bound would skip changes later in that same second."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
