@@ -48,6 +48,7 @@ class Match:
 class _System:
     canonical: str
     normalise: str
+    uris: list[str] = field(default_factory=list)  # the canonical URI and its aliases
 
 
 @dataclass(slots=True)
@@ -96,6 +97,7 @@ class Mappings:
             system = _System(_require(row, "canonical", path), row.get("normalise", "none"))
             for uri in (system.canonical, *row.get("aliases", [])):
                 self._systems[uri] = system
+                system.uris.append(uri)
 
     def _load_concept(self, path: Path, data: dict[str, Any]) -> None:
         name = data.get("concept", path.stem)
@@ -211,19 +213,33 @@ class Mappings:
         ]
 
     def search_codes(self) -> dict[str, list[tuple[str, str]]]:
-        """The codes a server pull searches for, by resource type (see fhir_hcc.server)."""
+        """The codes a server pull searches for, by resource type (see fhir_hcc.server).
+
+        A server matches a token search on the stored text, so each code is searched in every
+        spelling the matcher accepts: under each alias of its system, and as written and
+        normalised (an ICD code with and without its dot: C22.0 and C220).
+        """
+        observations = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
         return {
-            "Condition": self.codes("hcc", "definite", "unspecified_primary", "not_hcc"),
-            "Procedure": self.codes("resection") + self.codes("y90") + self.codes("transplant"),
-            "Observation": sorted(
-                {
-                    pair
-                    for concept in ("hepatitis_b", "afp", "pathology", "recurrence", "death")
-                    for pair in self.codes(concept)
-                }
+            "Condition": self._spellings(
+                self.codes("hcc", "definite", "unspecified_primary", "not_hcc")
             ),
-            "MedicationAdministration": self.codes("chemotherapy"),
+            "Procedure": self._spellings(
+                self.codes("resection") + self.codes("y90") + self.codes("transplant")
+            ),
+            "Observation": self._spellings(
+                [pair for concept in observations for pair in self.codes(concept)]
+            ),
+            "MedicationAdministration": self._spellings(self.codes("chemotherapy")),
         }
+
+    def _spellings(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        spelled = set()
+        for canonical, code in pairs:
+            system = self._systems[canonical]
+            for spelling in {code, normalise_code(system.normalise, code)}:
+                spelled.update((uri, spelling) for uri in system.uris)
+        return sorted(spelled)
 
     def index(self, concepts: Sequence[str]) -> dict[tuple[str, str], list[Match]]:
         """One (system, code) -> matches index over several concepts, for one-pass lookups."""

@@ -128,3 +128,13 @@ def test_bad_mapping_files_are_named(tmp_path: Path) -> None:
         Mappings([SHIPPED_MAPPINGS, tmp_path])
     with pytest.raises(ConfigError, match="mapping directory not found"):
         Mappings([tmp_path / "missing"])
+
+
+def test_search_codes_hold_every_spelling_a_server_may_store():
+    conditions = set(load_mappings().search_codes()["Condition"])
+    assert {
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C22.0"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C220"),
+        ("http://hl7.org/fhir/sid/icd-9-cm/diagnosis", "1550"),
+        ("http://snomed.info/sct", "109841003"),
+    } <= conditions
