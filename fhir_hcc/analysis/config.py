@@ -22,6 +22,8 @@ class AnalysisConfig:
     time_origin: str = "surgery"
     # Survival and cumulative incidence are reported at these times (months).
     landmarks_months: tuple[float, ...] = (12.0, 36.0, 60.0)
+    # Restricted mean survival time: the area under the curve up to this time (months).
+    rmst_months: float = 60.0
     # Width of the number-at-risk intervals under the curves (months).
     at_risk_interval_months: float = 12.0
     # Level of every confidence interval.

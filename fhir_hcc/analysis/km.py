@@ -3,8 +3,8 @@
 lifelines fits the curve (Greenwood variance, log(-log) confidence intervals, as R's
 `conf.type = "log-log"`); this module adds what lifelines lacks or does differently: landmark
 estimates with their intervals, the median and its Brookmeyer-Crowley interval with R's midpoint
-rule on flat stretches, median follow-up by reverse Kaplan-Meier, and the number at risk at the
-start of each interval (T >= t).
+rule on flat stretches, median follow-up by reverse Kaplan-Meier, the number at risk at the
+start of each interval (T >= t), and the restricted mean survival time with R's standard error.
 """
 
 from __future__ import annotations
@@ -16,12 +16,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 if TYPE_CHECKING:
     from lifelines import KaplanMeierFitter
 
 # R's `quantile.survfit` tolerance for "the curve equals p" (sqrt of the machine epsilon).
 QUANTILE_TOLERANCE = float(np.sqrt(sys.float_info.epsilon))
+
+
+@dataclass(frozen=True)
+class RestrictedMean:
+    """Restricted mean survival time: the area under the curve from 0 to `tau` (months)."""
+
+    tau: float
+    estimate: float
+    se: float
+    lower: float
+    upper: float
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class KaplanMeier:
     median_observation_censored: float | None
     events: int
     censored: int
+    restricted_mean: RestrictedMean
 
 
 def kaplan_meier(
@@ -52,6 +65,7 @@ def kaplan_meier(
     label: str,
     landmarks: Iterable[float] = (12.0, 36.0, 60.0),
     alpha: float = 0.05,
+    rmst_tau: float = 60.0,
 ) -> KaplanMeier:
     """Fit the curve, the reverse curve for follow-up, and read off the reported quantities."""
     fitter = fit_kaplan_meier(durations, event_observed, label, alpha)
@@ -73,7 +87,32 @@ def kaplan_meier(
         ),
         events=int(event_observed.sum()),
         censored=int((event_observed == 0).sum()),
+        restricted_mean=restricted_mean(durations, event_observed, rmst_tau, alpha),
     )
+
+
+def restricted_mean(
+    durations: pd.Series, event_observed: pd.Series, tau: float, alpha: float = 0.05
+) -> RestrictedMean:
+    """The area under the curve up to `tau` (the last value carried on past the last time),
+    with R's `print(survfit, rmean = tau)` standard error: the square root of
+    sum over event times t <= tau of A(t)^2 d / (n (n - d)), A(t) the area from t to tau."""
+    times = np.asarray(durations, dtype=float)
+    events = np.asarray(event_observed, dtype=bool)
+    event_times, deaths = np.unique(times[events & (times <= tau)], return_counts=True)
+    at_risk = len(times) - np.searchsorted(np.sort(times), event_times, side="left")
+    survival = np.cumprod(1 - deaths / at_risk)
+    widths = np.diff(np.concatenate([[0.0], event_times, [tau]]))
+    pieces = np.concatenate([[1.0], survival]) * widths
+    area_after = np.cumsum(pieces[::-1])[::-1][1:]  # area from each event time to tau
+    survivors = at_risk - deaths
+    hazard_terms = np.divide(
+        deaths, at_risk * survivors, out=np.zeros(len(deaths)), where=survivors > 0
+    )
+    estimate = float(pieces.sum())
+    se = float(np.sqrt(np.sum(area_after**2 * hazard_terms)))
+    z = float(norm.ppf(1 - alpha / 2))
+    return RestrictedMean(tau, estimate, se, estimate - z * se, estimate + z * se)
 
 
 def fit_kaplan_meier(

@@ -170,6 +170,7 @@ def _survival_table(result: AnalysisResult) -> Table:
         "Events / censored",
         *(f"{time:g} months, % (CI)" for time in landmarks),
         "Median, months (CI)",
+        f"Mean to {result.config.rmst_months:g} months (CI)",
         "Median follow-up, months",
     )
     rows = tuple(
@@ -184,6 +185,9 @@ def _survival_table(result: AnalysisResult) -> Table:
         "Median follow-up by reverse Kaplan-Meier (censoring as the event); median observation "
         f"time of survivors {_months(os.median_observation_censored)} months.",
         "Recurrence-free survival: recurrence or death, whichever came first.",
+        f"Mean to {result.config.rmst_months:g} months: restricted mean survival time, the area "
+        "under the Kaplan-Meier curve up to that time, with R's standard error "
+        "(print.survfit, rmean) and a normal-approximation CI.",
     )
     return Table("Table 2. Survival", header, rows, notes)
 
@@ -195,7 +199,9 @@ def _survival_row(result: AnalysisResult, km: KaplanMeier) -> tuple[str, ...]:
     lower, upper = km.median_ci
     median = f"{_months(km.median)} ({_months(lower)} to {_months(upper)})"
     events = f"{result.count(km.events)} / {result.count(km.censored)}"
-    return (km.label, events, *landmarks, median, _months(km.median_followup))
+    mean = km.restricted_mean
+    restricted = f"{_months(mean.estimate)} ({_months(mean.lower)} to {_months(mean.upper)})"
+    return (km.label, events, *landmarks, median, restricted, _months(km.median_followup))
 
 
 def _at_risk_table(result: AnalysisResult) -> Table:

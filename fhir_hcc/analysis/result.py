@@ -159,6 +159,13 @@ class AnalysisResult:
             },
             "median_followup_months": _number(km.median_followup),
             "median_observation_censored_months": _number(km.median_observation_censored),
+            "restricted_mean_months": {
+                "tau": _number(km.restricted_mean.tau),
+                "estimate": _number(km.restricted_mean.estimate),
+                "se": _number(km.restricted_mean.se),
+                "lower": _number(km.restricted_mean.lower),
+                "upper": _number(km.restricted_mean.upper),
+            },
             "number_at_risk": {_key(t): self.count(n) for t, n in at_risk.items()},
         }
 

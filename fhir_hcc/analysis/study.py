@@ -55,10 +55,20 @@ def analyze(
         age=age_summary(cohort),
         recurrence_pattern=recurrence_pattern(cohort),
         overall_survival=kaplan_meier(
-            times["os_months"], times["os_event"], "Overall survival", landmarks, alpha
+            times["os_months"],
+            times["os_event"],
+            "Overall survival",
+            landmarks,
+            alpha,
+            config.rmst_months,
         ),
         recurrence_free_survival=kaplan_meier(
-            times["rfs_months"], times["rfs_event"], "Recurrence-free survival", landmarks, alpha
+            times["rfs_months"],
+            times["rfs_event"],
+            "Recurrence-free survival",
+            landmarks,
+            alpha,
+            config.rmst_months,
         ),
         cumulative_incidence=cumulative_incidence(
             times["rfs_months"], times["cr_status"], landmarks, alpha

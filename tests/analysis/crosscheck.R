@@ -35,9 +35,12 @@ at_landmarks <- function(fit, times, last) {
   do.call(rbind, rows)
 }
 
+RMEAN_MONTHS <- 60  # AnalysisConfig.rmst_months
+
 km_block <- function(t, e, landmarks) {
   fit <- survfit(Surv(t, e) ~ 1, conf.type = "log-log")
   q <- quantile(fit, 0.5)
+  rm <- summary(fit, rmean = RMEAN_MONTHS)$table
   follow <- quantile(survfit(Surv(t, 1 - e) ~ 1), 0.5, conf.int = FALSE)
   ticks <- seq(0, max(t), by = 12)
   lm <- at_landmarks(fit, landmarks, max(t))
@@ -47,7 +50,8 @@ km_block <- function(t, e, landmarks) {
     followup = num(follow),
     censored_median = num(if (any(e == 0)) median(t[e == 0]) else NA),
     n_risk = arr(summary(fit, times = ticks, extend = TRUE)$n.risk),
-    events = num(sum(e))
+    events = num(sum(e)),
+    rmean = num(rm["rmean"]), rmean_se = num(rm["se(rmean)"])
   )
 }
 

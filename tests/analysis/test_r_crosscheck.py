@@ -63,6 +63,8 @@ def assert_km_matches(km: KaplanMeier, r: dict, durations: pd.Series) -> None:
     assert plain(median) == expect([r["median"], r["median_lower"], r["median_upper"]])
     assert plain([km.median_followup]) == expect([r["followup"]])
     assert plain([km.median_observation_censored]) == expect([r["censored_median"]])
+    mean = km.restricted_mean
+    assert plain([mean.estimate, mean.se]) == expect([r["rmean"], r["rmean_se"]])
     assert km.events == r["events"]
     ticks = [12.0 * i for i in range(len(r["n_risk"]))]
     assert list(number_at_risk(durations, ticks)) == r["n_risk"]

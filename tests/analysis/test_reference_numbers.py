@@ -33,6 +33,8 @@ def test_overall_survival(reference_result):
     assert os.median_ci[1] is None  # not reached
     assert os.median_followup == approx(75.105, abs=MONTHS)
     assert os.median_observation_censored == approx(73.495, abs=MONTHS)
+    assert os.restricted_mean.tau == 60
+    assert os.restricted_mean.estimate == approx(46.0444, abs=ESTIMATE)
 
 
 def test_number_at_risk_counts_everyone_still_observed_at_each_tick(reference_result):
@@ -152,8 +154,11 @@ def test_report_json_contract(reference_result):
         "median_ci",
         "at_months",
         "median_followup_months",
+        "restricted_mean_months",
     }
     assert set(os["at_months"]) == {"12", "36", "60"}
+    assert os["restricted_mean_months"]["estimate"] == approx(46.0444, abs=ESTIMATE)
+    assert os["restricted_mean_months"]["tau"] == 60
     assert set(os["at_months"]["60"]) >= {"estimate", "lower", "upper"}
     assert os["median_ci"][1] is None
     assert set(report["recurrence_free_survival"]) >= set(os)
