@@ -48,7 +48,6 @@ class Match:
 class _System:
     canonical: str
     normalise: str
-    uris: list[str] = field(default_factory=list)  # the canonical URI and its aliases
 
 
 @dataclass(slots=True)
@@ -97,7 +96,6 @@ class Mappings:
             system = _System(_require(row, "canonical", path), row.get("normalise", "none"))
             for uri in (system.canonical, *row.get("aliases", [])):
                 self._systems[uri] = system
-                system.uris.append(uri)
 
     def _load_concept(self, path: Path, data: dict[str, Any]) -> None:
         name = data.get("concept", path.stem)
@@ -215,9 +213,10 @@ class Mappings:
     def search_codes(self) -> dict[str, list[tuple[str, str]]]:
         """The codes a server pull searches for, by resource type (see fhir_hcc.server).
 
-        A server matches a token search on the stored text, so each code is searched in every
-        spelling the matcher accepts: under each alias of its system, and as written and
-        normalised (an ICD code with and without its dot: C22.0 and C220).
+        A server matches a token search on the stored text, so each exact code is searched
+        under every URI that systems.toml gives its system (canonical and aliases, site files
+        included) and as written and normalised (an ICD code with and without its dot: C22.0
+        and C220). Prefix rows (`C78*`) cannot be searched as tokens and are not.
         """
         observations = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
         return {
@@ -237,8 +236,9 @@ class Mappings:
         spelled = set()
         for canonical, code in pairs:
             system = self._systems[canonical]
+            uris = [uri for uri, known in self._systems.items() if known.canonical == canonical]
             for spelling in {code, normalise_code(system.normalise, code)}:
-                spelled.update((uri, spelling) for uri in system.uris)
+                spelled.update((uri, spelling) for uri in uris)
         return sorted(spelled)
 
     def index(self, concepts: Sequence[str]) -> dict[tuple[str, str], list[Match]]:

@@ -138,3 +138,19 @@ def test_search_codes_hold_every_spelling_a_server_may_store():
         ("http://hl7.org/fhir/sid/icd-9-cm/diagnosis", "1550"),
         ("http://snomed.info/sct", "109841003"),
     } <= conditions
+
+
+def test_a_site_systems_file_adds_aliases_to_the_search_without_dropping_shipped_ones(tmp_path):
+    (tmp_path / "systems.toml").write_text(
+        "[[systems]]\n"
+        'name = "ICD-9-CM"\n'
+        'canonical = "http://hl7.org/fhir/sid/icd-9-cm"\n'
+        'aliases = ["urn:oid:2.16.840.1.113883.6.103"]\n'
+        'normalise = "icd"\n'
+    )
+    conditions = set(Mappings([SHIPPED_MAPPINGS, tmp_path]).search_codes()["Condition"])
+    assert {
+        ("urn:oid:2.16.840.1.113883.6.103", "155.0"),
+        ("http://hl7.org/fhir/sid/icd-9-cm/diagnosis", "155.0"),
+        ("http://hl7.org/fhir/sid/icd-9-cm", "1550"),
+    } <= conditions

@@ -27,13 +27,17 @@ QUANTILE_TOLERANCE = float(np.sqrt(sys.float_info.epsilon))
 
 @dataclass(frozen=True)
 class RestrictedMean:
-    """Restricted mean survival time: the area under the curve from 0 to `tau` (months)."""
+    """Restricted mean survival time: the area under the curve from 0 to `tau` (months).
+
+    `beyond_follow_up`: the last time is before `tau`, so the last estimate is carried to `tau`.
+    """
 
     tau: float
     estimate: float
     se: float
     lower: float
     upper: float
+    beyond_follow_up: bool
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ def restricted_mean(
 ) -> RestrictedMean:
     """The area under the curve up to `tau` (the last value carried on past the last time),
     with R's `print(survfit, rmean = tau)` standard error: the square root of
-    sum over event times t <= tau of A(t)^2 d / (n (n - d)), A(t) the area from t to tau."""
+    sum over event times t <= tau of A(t)^2 d / (n (n - d)), A(t) the area from t to tau.
+    The normal-approximation interval is kept within [0, tau]."""
     times = np.asarray(durations, dtype=float)
     events = np.asarray(event_observed, dtype=bool)
     event_times, deaths = np.unique(times[events & (times <= tau)], return_counts=True)
@@ -111,8 +116,15 @@ def restricted_mean(
     )
     estimate = float(pieces.sum())
     se = float(np.sqrt(np.sum(area_after**2 * hazard_terms)))
-    z = float(norm.ppf(1 - alpha / 2))
-    return RestrictedMean(tau, estimate, se, estimate - z * se, estimate + z * se)
+    margin = float(norm.ppf(1 - alpha / 2)) * se
+    return RestrictedMean(
+        tau,
+        estimate,
+        se,
+        max(estimate - margin, 0.0),
+        min(estimate + margin, tau),
+        beyond_follow_up=bool(len(times)) and float(times.max()) < tau,
+    )
 
 
 def fit_kaplan_meier(

@@ -188,6 +188,12 @@ def _survival_table(result: AnalysisResult) -> Table:
         f"Mean to {result.config.rmst_months:g} months: restricted mean survival time, the area "
         "under the Kaplan-Meier curve up to that time, with R's standard error "
         "(print.survfit, rmean) and a normal-approximation CI.",
+        *(
+            f"{km.label}: follow-up ends at {_months(km.steps.index.max())} months, before "
+            f"{result.config.rmst_months:g}; the mean carries the last estimate forward (as R)."
+            for km in (result.overall_survival, result.recurrence_free_survival)
+            if km.restricted_mean.beyond_follow_up
+        ),
     )
     return Table("Table 2. Survival", header, rows, notes)
 

@@ -165,6 +165,7 @@ class AnalysisResult:
                 "se": _number(km.restricted_mean.se),
                 "lower": _number(km.restricted_mean.lower),
                 "upper": _number(km.restricted_mean.upper),
+                "beyond_follow_up": km.restricted_mean.beyond_follow_up,
             },
             "number_at_risk": {_key(t): self.count(n) for t, n in at_risk.items()},
         }

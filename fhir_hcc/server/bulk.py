@@ -3,7 +3,8 @@
 1. Kick-off at system, `Patient` or `Group/{id}` level with `Prefer: respond-async`, `_type`,
    `_typeFilter` (Observations narrowed to the mapping codes) and `_since`; a query longer than
    `max_url_length` is POSTed as a Parameters resource instead (Bulk Data 2.0), and sent as a
-   GET after all when the server refuses that POST (a 4xx but 401/403/429, or 501).
+   GET after all when the server refuses that POST (a 4xx but 401/403/429, or 501); a GET
+   refused as too long (414, 431) is sent again without `_typeFilter`.
 2. The status URL is saved in a staging folder beside the output (`<out>.bulk-partial/`), so an
    interrupted export polls the same job again instead of starting over; a status URL that has
    expired (404/410) starts a new export once.
@@ -29,7 +30,7 @@ import shutil
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -66,6 +67,7 @@ EXPORT_TYPES = (
 )
 STATE = "bulk-state.json"
 EXPIRED_STATUSES = frozenset({404, 410})
+URL_TOO_LONG = frozenset({414, 431})  # URI Too Long; Request Header Fields Too Large
 _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 FIRST_POLL_WAIT = 1.0  # seconds, doubled per poll while the server gives no Retry-After
 Sleep = Callable[[float], Awaitable[None]]
@@ -226,7 +228,15 @@ class _Export:
                 return response, "POST", what
             log.warning("%s: HTTP %d; kicking off with a long GET", what, response.status)
         response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
-        return response, "GET", self.client.describe("GET", url, params)
+        what = self.client.describe("GET", url, params)
+        if response.status not in URL_TOO_LONG or not self.request.type_filters:
+            return response, "GET", what
+        # The filter only saves volume (the mappers skip unmapped Observations): drop it.
+        log.warning("%s: HTTP %d; kicking off again without _typeFilter", what, response.status)
+        method = f"GET without _typeFilter (HTTP {response.status} with it)"
+        params = replace(self.request, type_filters=()).params()
+        response = await self.client.fetch("GET", url, params=params, prefer="respond-async")
+        return response, method, self.client.describe("GET", url, params)
 
     async def _wait_for_manifest(self, state: _State) -> _State:
         wait = FIRST_POLL_WAIT

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 from pytest import approx
 
-from fhir_hcc.analysis.km import kaplan_meier, number_at_risk
+from fhir_hcc.analysis.km import kaplan_meier, number_at_risk, restricted_mean
 
 
 def km(times, events, landmarks=(1.5,)):
@@ -56,3 +56,26 @@ def test_reverse_kaplan_meier_follow_up_and_survivors_observation_time():
     curve = km([2, 4, 6, 8, 10], [1, 0, 1, 0, 0])
     assert curve.median_followup == 8.0  # R: censorings at 4, 8, 10 are the reverse "events"
     assert curve.median_observation_censored == 8.0
+
+
+def mean_to(tau, times, events):
+    return restricted_mean(pd.Series(times, dtype=float), pd.Series(events), tau)
+
+
+def test_restricted_mean_carries_the_last_value_to_tau_as_r():
+    mean = mean_to(5.0, [1, 2, 3, 4], [1, 1, 0, 1])  # R: rmean 2.75, se 0.649519052838
+    assert (mean.estimate, mean.se) == approx((2.75, 0.649519052838), abs=1e-12)
+    assert mean.beyond_follow_up  # the last time, 4, is before tau
+
+
+def test_restricted_mean_interval_stays_within_zero_and_tau():
+    mean = mean_to(60.0, [10, 70], [1, 0])  # R: rmean 35, se 17.6776695297
+    assert (mean.estimate, mean.se) == approx((35.0, 17.6776695297), abs=1e-9)
+    assert mean.upper == 60.0 and 0 < mean.lower < 1  # 35 + 34.6 clipped to tau
+    assert not mean.beyond_follow_up
+
+
+def test_restricted_mean_without_events_before_tau_is_tau():
+    for times, events in (([5, 8], [0, 0]), ([70, 80], [1, 1])):
+        mean = mean_to(60.0, times, events)
+        assert (mean.estimate, mean.se, mean.lower, mean.upper) == (60.0, 0.0, 60.0, 60.0)

@@ -422,3 +422,21 @@ def test_since_must_be_an_instant(capsys):
     assert ExportRequest(since="2026-01-01T00:00:00.123+08:00").since
     assert main(["pull", BASE, "--bulk", "--out", "x", "--since", "2026-01-01T00:00"]) == 2
     assert "not a FHIR instant" in capsys.readouterr().err
+
+
+def test_kick_off_too_long_for_both_post_and_get_drops_the_type_filter(httpx_mock, tmp_path):
+    httpx_mock.add_response(method="POST", url=f"{BASE}/$export", status_code=405)
+    httpx_mock.add_response(
+        method="GET", url=re.compile(r".*/\$export\?.*_typeFilter=.*"), status_code=414
+    )
+    httpx_mock.add_response(
+        method="GET",
+        url=re.compile(r".*/\$export\?_type=[^&]*&_since=[^&]*$"),
+        status_code=202,
+        headers={"Content-Location": STATUS},
+    )
+    add_done(httpx_mock)
+    add_files(httpx_mock)
+    manifest = export(tmp_path / "out", SleepRecorder(), LONG_REQUEST)
+    assert manifest["kickOff"] == "GET without _typeFilter (HTTP 414 with it)"
+    assert manifest["counts"] == {"Condition": 1, "Patient": 3}

@@ -13,7 +13,7 @@ from fhir_hcc.errors import ConfigError
 from fhir_hcc.server import ServerSource
 from fhir_hcc.server.errors import IncompleteDataError
 from fhir_hcc.server.options import AuthOptions
-from fhir_hcc.server.pull import pull
+from fhir_hcc.server.pull import iso_timestamp, pull
 from fhir_hcc.sources import decode
 from server.conftest import fast_options
 from server.fake_fhir import BASE, FakeFhirServer
@@ -236,3 +236,7 @@ def test_server_source_uses_a_temporary_folder(server):
     source = ServerSource(BASE, SEARCH_CODES, fast_options())
     locations = {origin.location for _, origin in source.read(lambda problem: None)}
     assert locations and not any(Path(location).exists() for location in locations)
+
+
+def test_pull_times_keep_milliseconds_for_the_next_lastupdated_bound():
+    assert iso_timestamp(1.2345) == "1970-01-01T00:00:01.234+00:00"
