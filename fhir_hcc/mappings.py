@@ -233,12 +233,13 @@ class Mappings:
         }
 
     def _spellings(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        uris: dict[str, list[str]] = {}  # canonical -> every URI of that system, site files too
+        for uri, system in self._systems.items():
+            uris.setdefault(system.canonical, []).append(uri)
         spelled = set()
         for canonical, code in pairs:
-            system = self._systems[canonical]
-            uris = [uri for uri, known in self._systems.items() if known.canonical == canonical]
-            for spelling in {code, normalise_code(system.normalise, code)}:
-                spelled.update((uri, spelling) for uri in uris)
+            for spelling in {code, normalise_code(self._systems[canonical].normalise, code)}:
+                spelled.update((uri, spelling) for uri in uris[canonical])
         return sorted(spelled)
 
     def index(self, concepts: Sequence[str]) -> dict[tuple[str, str], list[Match]]:

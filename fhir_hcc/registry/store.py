@@ -110,7 +110,7 @@ class Row(NamedTuple):
 
 
 class Registry:
-    """An open registry file; writes happen inside `transaction()` only."""
+    """An open registry file; a run's writes happen between `begin()` and `commit()`."""
 
     def __init__(self, path: Path, timeout: float = 30) -> None:
         self.path = path

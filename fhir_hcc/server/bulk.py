@@ -137,7 +137,7 @@ class _State:
     request: dict[str, Any]
     status_url: str
     kicked_off: float
-    kick_off_method: str = "GET"  # POST for a query too long for a URL
+    kick_off_method: str = "GET"  # or POST, or GET without _typeFilter (the manifest's kickOff)
     manifest: dict[str, Any] | None = None  # the server's, once the export is complete
     downloaded: dict[str, int] = field(default_factory=dict)  # local file name -> lines
 
