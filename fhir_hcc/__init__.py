@@ -13,8 +13,9 @@ from typing import Any
 
 from fhir_hcc.cohort import COLUMNS, CohortResult, build_cohort
 from fhir_hcc.config import CohortConfig, load_config
+from fhir_hcc.inputs import open_source
 from fhir_hcc.mappings import Mappings, load_mappings
-from fhir_hcc.sources import FileSource, Origin, Source, open_source
+from fhir_hcc.sources import FileSource, Origin, Source
 
 __version__ = "0.1.0"
 

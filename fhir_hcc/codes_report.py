@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fhir_hcc.errors import InputError
+from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import FileSource, Report, decode
+from fhir_hcc.sources import FileSource, ProblemSink, decode
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -174,11 +175,11 @@ class CodeRow:
         ]  # fmt: skip
 
 
-def collect_codes(source: str | Path, mappings: Mappings, report: Report) -> list[CodeRow]:
+def collect_codes(source: str | Path, mappings: Mappings, report: ProblemSink) -> list[CodeRow]:
     """Count and classify the codes of a file or directory source, in report order.
 
     Unreadable input goes to `report` (an `InputProblem` each) and is skipped."""
-    if str(source).startswith(("http://", "https://")):
+    if is_server_url(source):
         raise InputError(
             f"{source}: `codes` reads files; pull the server first (fhir-hcc pull, or "
             "fhir-hcc fixtures capture) and pass the folder"
@@ -220,7 +221,7 @@ def _keys(resource_type: str, field: str, concept: Any) -> Iterator[_Key]:
         yield resource_type, field, "", "", str(concept["text"])
 
 
-def _resources(source: FileSource, report: Report) -> Iterator[dict[str, Any]]:
+def _resources(source: FileSource, report: ProblemSink) -> Iterator[dict[str, Any]]:
     for item, origin in source.read(report):
         resource = decode(item, origin, report) if isinstance(item, bytes) else item
         if resource is not None:

@@ -1,4 +1,4 @@
-"""Where resources come from: files now, FHIR servers through `fhir_hcc.server`.
+"""Resources from files: FHIR JSON (Bundles or single resources) and Bulk Data NDJSON.
 
 A source yields `(resource, origin)` pairs one at a time, the resource as a dict or (from
 NDJSON) as the undecoded line, and reports what it cannot read as an `InputProblem` instead of
@@ -9,13 +9,15 @@ only ever see local references.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import orjson
+
+from fhir_hcc.fhir.ndjson import SUFFIXES as NDJSON_SUFFIXES
+from fhir_hcc.fhir.ndjson import UnreadableFile, is_ndjson, read_lines
 
 
 class Origin(NamedTuple):  # a tuple: one is made per NDJSON line
@@ -39,19 +41,19 @@ class InputProblem:
         return ": ".join(part for part in parts if part)
 
 
-Report = Callable[[InputProblem], None]
+ProblemSink = Callable[[InputProblem], None]
 # A decoded resource, or an NDJSON line still to decode (see `decode`).
 Item = tuple[dict[str, Any] | bytes, Origin]
 
 
 class Source(Protocol):
-    def read(self, report: Report) -> Iterator[Item]: ...
+    def read(self, report: ProblemSink) -> Iterator[Item]: ...
 
 
 class FileSource:
     """A directory (searched recursively) or a single file of FHIR JSON or NDJSON."""
 
-    SUFFIXES = (".json", ".ndjson", ".ndjson.gz")
+    SUFFIXES = (".json", *NDJSON_SUFFIXES)
     NOT_DATA = frozenset({"manifest.json"})  # written beside the data by pulls and exports
 
     def __init__(self, path: str | Path) -> None:
@@ -75,29 +77,25 @@ class FileSource:
             and path.name not in self.NOT_DATA
         )
 
-    def read(self, report: Report) -> Iterator[Item]:
+    def read(self, report: ProblemSink) -> Iterator[Item]:
         for path in self.files():
-            if path.name.endswith((".ndjson", ".ndjson.gz")):
+            if is_ndjson(path):
                 yield from read_ndjson(path, report)
             else:
                 yield from read_json(path, report)
 
 
-def read_ndjson(path: Path, report: Report) -> Iterator[Item]:
+def read_ndjson(path: Path, report: ProblemSink) -> Iterator[Item]:
     """One item per non-blank line, left undecoded: the mapping stage decodes (or skims) it."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     location = str(path)
     try:
-        with opener(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                # Skip blank lines; the first-byte test spares a copy of every ordinary line.
-                if line[:1] == b"{" or line.strip():
-                    yield line, Origin(location, number)
-    except (OSError, EOFError) as error:
-        report(InputProblem(Origin(location), None, None, f"cannot read file: {error}"))
+        for number, line in read_lines(path):
+            yield line, Origin(location, number)
+    except UnreadableFile as error:
+        report(InputProblem(Origin(location), None, None, str(error)))
 
 
-def decode(line: bytes, origin: Origin, report: Report) -> dict[str, Any] | None:
+def decode(line: bytes, origin: Origin, report: ProblemSink) -> dict[str, Any] | None:
     """A resource from one NDJSON line; malformed JSON or a non-resource is reported."""
     try:
         resource = orjson.loads(line)
@@ -115,7 +113,7 @@ class NdjsonSlice:
         self.path, self.start, self.end = path, start, end
         self.lines = 0  # lines read, blank ones included: the next slice's numbering offset
 
-    def read(self, report: Report) -> Iterator[Item]:
+    def read(self, report: ProblemSink) -> Iterator[Item]:
         location = str(self.path)
         position = self.start
         try:
@@ -156,7 +154,7 @@ def partitions(source: FileSource, chunk_bytes: int) -> list[FileSource | Ndjson
     return parts
 
 
-def read_json(path: Path, report: Report) -> Iterator[Item]:
+def read_json(path: Path, report: ProblemSink) -> Iterator[Item]:
     location = str(path)
     try:
         resource = orjson.loads(path.read_bytes())
@@ -175,7 +173,7 @@ def read_json(path: Path, report: Report) -> Iterator[Item]:
         yield resource, origin
 
 
-def _bundle_entries(bundle: dict[str, Any], location: str, report: Report) -> Iterator[Item]:
+def _bundle_entries(bundle: dict[str, Any], location: str, report: ProblemSink) -> Iterator[Item]:
     entries = bundle.get("entry")
     bundle_ref = f"Bundle/{bundle['id']}" if bundle.get("id") else None
     if not entries:
@@ -231,7 +229,7 @@ def _rewrite_references(node: Any, aliases: dict[str, str]) -> None:
             _rewrite_references(item, aliases)
 
 
-def _is_resource(value: Any, origin: Origin, report: Report) -> bool:
+def _is_resource(value: Any, origin: Origin, report: ProblemSink) -> bool:
     if not isinstance(value, dict):
         report(InputProblem(origin, None, None, "not a JSON object"))
         return False
@@ -241,15 +239,3 @@ def _is_resource(value: Any, origin: Origin, report: Report) -> bool:
         report(InputProblem(origin, ref, "resourceType", "missing resourceType"))
         return False
     return True
-
-
-def open_source(spec: str | Path | Source, **server_options: Any) -> Source:
-    """A Source for a path, an http(s) FHIR base URL, or an existing Source object."""
-    if not isinstance(spec, str | Path):
-        return spec
-    text = str(spec)
-    if text.startswith(("http://", "https://")):
-        from fhir_hcc.server import open_server_source
-
-        return open_server_source(text, **server_options)
-    return FileSource(text)

@@ -29,7 +29,7 @@ from fhir_hcc.cohort import COLUMNS, EXTRA_COLUMNS, CohortResult, build_cohort
 from fhir_hcc.config import CohortConfig, config_from_dict
 from fhir_hcc.errors import ConfigError, FhirHccError, InputError
 from fhir_hcc.mappings import Mappings, load_mappings
-from fhir_hcc.sources import FileSource, Report, Source
+from fhir_hcc.sources import FileSource, ProblemSink, Source
 
 CASE_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_CASES = Path("fixtures") / "edge-cases"
@@ -447,7 +447,7 @@ class _Chain:
 
     sources: tuple[Source, ...]
 
-    def read(self, report: Report) -> Iterator[Any]:
+    def read(self, report: ProblemSink) -> Iterator[Any]:
         for source in self.sources:
             yield from source.read(report)
 
@@ -560,7 +560,7 @@ def _fate(result: CohortResult, patient_id: str) -> str:
         return "no resources for this patient"
     if patient.included:
         return "included"
-    return f"excluded at '{patient.stage}': {patient.reason}"
+    return f"excluded at '{patient.step}': {patient.reason}"
 
 
 def _qc_records(result: CohortResult, patient_id: str) -> list[tuple[str, str, str]]:
@@ -639,7 +639,7 @@ def _same(wanted: Any, actual: Any) -> bool:
 
 def _patient_context(result: CohortResult, patient_id: str) -> list[str]:
     patient = result.patients[patient_id]
-    steps = [f"step: {step}" for step in patient.steps]
+    steps = [f"step: {step}" for step in patient.trail]
     notes = [
         f"qc: {rule} {source} {detail}" for rule, source, detail in _qc_records(result, patient_id)
     ]

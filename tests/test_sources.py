@@ -5,7 +5,8 @@ from pathlib import Path
 
 import orjson
 
-from fhir_hcc.sources import FileSource, InputProblem, decode, open_source
+from fhir_hcc.inputs import open_source
+from fhir_hcc.sources import FileSource, InputProblem, decode
 
 
 def read_all(path: Path) -> tuple[list[dict], list[InputProblem]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.config import load_config
+from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.output import write_result
 from fhir_hcc.server.options import add_client_arguments, options_from_args
@@ -46,7 +47,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_from_args(args: argparse.Namespace) -> CohortResult:
     server_options = None
-    if args.source.startswith(("http://", "https://")):
+    if is_server_url(args.source):
         server_options = {
             "options": options_from_args(args),
             "workdir": args.pull_dir and Path(args.pull_dir),

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     verdict = "INCLUDED" if patient.included else f"EXCLUDED: {patient.reason}"
     print(f"Patient/{patient.patient_id}: {verdict}")
     print("derivation:")
-    for step in patient.steps:
+    for step in patient.trail:
         print(f"  - {step}")
     if patient.row:
         print("fields:")

@@ -9,13 +9,13 @@ from fhir_hcc.cohort.build import (
     collect,
     derive_cohort,
 )
-from fhir_hcc.cohort.derive import STAGES, PatientResult
+from fhir_hcc.cohort.derive import FLOW_STEPS, PatientResult
 
 __all__ = [
     "COLUMNS",
     "EXTRA_COLUMNS",
+    "FLOW_STEPS",
     "QC_COLUMNS",
-    "STAGES",
     "CohortResult",
     "PatientResult",
     "build_cohort",

@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from fhir_hcc.cohort.derive import STAGES, PatientResult, derive_patient
+from fhir_hcc.cohort.derive import FLOW_STEPS, PatientResult, derive_patient
 from fhir_hcc.cohort.evidence import merge_replaced_patients, prepare
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
+from fhir_hcc.inputs import open_source
 from fhir_hcc.mappers import MapContext, map_item
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.models import validation_errors
@@ -28,7 +29,6 @@ from fhir_hcc.sources import (
     NdjsonSlice,
     Source,
     decode,
-    open_source,
     partitions,
 )
 
@@ -206,17 +206,17 @@ def _row(result: PatientResult) -> dict[str, Any]:
 
 def flow_counts(patients: dict[str, PatientResult], collected: Collected) -> dict[str, Any]:
     """CONSORT/STROBE counts: how many reached each step, and why the others left there."""
-    reached = Counter(result.stage for result in patients.values())
+    reached = Counter(result.step for result in patients.values())
     steps = []
     remaining = len(patients)
-    for index, stage in enumerate(STAGES):
+    for index, step in enumerate(FLOW_STEPS):
         left = Counter(
             result.reason
             for result in patients.values()
-            if result.stage == stage and result.reason is not None
+            if result.step == step and result.reason is not None
         )
-        steps.append({"step": stage, "n": remaining, "left_out": dict(sorted(left.items()))})
-        if index + 1 < len(STAGES):
+        steps.append({"step": step, "n": remaining, "left_out": dict(sorted(left.items()))})
+        if index + 1 < len(FLOW_STEPS):
             remaining -= sum(left.values())
     included = reached["included"]
     assert steps[-1]["n"] == included

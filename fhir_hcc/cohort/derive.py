@@ -20,22 +20,22 @@ from fhir_hcc.config import CohortConfig
 from fhir_hcc.dates import months
 from fhir_hcc.facts import Fact
 
-# Flow steps in order; a patient's `stage` is the last one reached.
-STAGES = ("seen", "with_hcc", "downstaged", "resected_after_downstaging", "included")
+# The CONSORT/STROBE flow steps in order; a patient's `step` is the last one reached.
+FLOW_STEPS = ("seen", "with_hcc", "downstaged", "resected_after_downstaging", "included")
 
 
 @dataclass(slots=True)
 class PatientResult:
     patient_id: str
-    stage: str = "seen"
+    step: str = "seen"
     reason: str | None = None  # why the patient is not included
     row: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, list[str]] = field(default_factory=dict)
-    steps: list[str] = field(default_factory=list)  # the derivation in words, for explain
+    trail: list[str] = field(default_factory=list)  # the derivation in words, for explain
 
     @property
     def included(self) -> bool:
-        return self.stage == "included"
+        return self.step == "included"
 
     def set(self, column: str, value: Any, sources: list[str] | None = None) -> None:
         self.row[column] = value
@@ -44,12 +44,12 @@ class PatientResult:
 
     def leave(self, reason: str) -> PatientResult:
         self.reason = reason
-        self.steps.append(f"left the cohort at '{self.stage}': {reason}")
+        self.trail.append(f"left the cohort at '{self.step}': {reason}")
         return self
 
-    def reach(self, stage: str, why: str) -> None:
-        self.stage = stage
-        self.steps.append(f"{stage}: {why}")
+    def reach(self, step: str, why: str) -> None:
+        self.step = step
+        self.trail.append(f"{step}: {why}")
 
 
 def derive_patient(evidence: Evidence, config: CohortConfig) -> PatientResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fhir_hcc.fhir.types import RESOURCE_TYPES
 from fhir_hcc.mappers.condition import map_condition
 from fhir_hcc.mappers.context import MapContext
 from fhir_hcc.mappers.encounter import map_diagnostic_report, map_encounter
@@ -17,7 +18,6 @@ from fhir_hcc.mappers.observation import map_observation
 from fhir_hcc.mappers.patient import map_patient
 from fhir_hcc.mappers.procedure import map_procedure
 from fhir_hcc.mappers.skim import skim_observation
-from fhir_hcc.resource_types import RESOURCE_TYPES
 from fhir_hcc.sources import Origin, decode
 
 Mapper = Callable[[dict[str, Any], MapContext], None]

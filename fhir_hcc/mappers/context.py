@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 from fhir_hcc.dates import FhirDate, parse_date
 from fhir_hcc.facts import Collected, Fact
+from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.mappings import Mappings, Match
-from fhir_hcc.sources import InputProblem, Origin, Report
+from fhir_hcc.sources import InputProblem, Origin, ProblemSink
 
 # R4 choice-type suffixes that carry a date, in the order they are tried. R5 renamed some
 # elements (MedicationAdministration.occurence[x], Procedure.occurrence[x]); both are read.
@@ -20,7 +21,7 @@ class MapContext:
     """Per-run state handed to mappers: mappings, settings, the fact store and problem reporting."""
 
     def __init__(
-        self, mappings: Mappings, collected: Collected, report: Report, zone: ZoneInfo | None
+        self, mappings: Mappings, collected: Collected, report: ProblemSink, zone: ZoneInfo | None
     ) -> None:
         self.mappings = mappings
         self.collected = collected
@@ -88,11 +89,11 @@ class MapContext:
             if reference is None:
                 continue
             target = reference.get("reference") if isinstance(reference, dict) else None
-            parsed = split_reference(target) if isinstance(target, str) else None
-            if parsed is None or parsed[0] != "Patient":
+            parsed = parse_reference(target) if isinstance(target, str) else None
+            if parsed is None or parsed.type != "Patient":
                 self.problem(f"{field}.reference", f"not a Patient reference: {target!r}")
                 return None
-            return parsed[1]
+            return parsed.id
         self.problem(fields[0], "no subject: cannot tell whose resource this is")
         return None
 
@@ -123,20 +124,6 @@ class MapContext:
 
     def skip(self, patient: str, reason: str, detail: str = "") -> None:
         self.collected.skip(patient, reason, self.ref, detail)
-
-
-def split_reference(reference: str) -> tuple[str, str] | None:
-    """("Type", "id") for `Type/id`, absolute URLs and versioned references; None otherwise."""
-    if reference.startswith("Patient/") and reference.count("/") == 1:  # the common case
-        return ("Patient", reference[8:]) if len(reference) > 8 else None
-    if reference.startswith(("#", "urn:")):
-        return None
-    parts = reference.split("/")
-    if len(parts) >= 4 and parts[-2] == "_history":
-        parts = parts[:-2]
-    if len(parts) < 2 or not parts[-1] or not parts[-2][:1].isupper():
-        return None
-    return parts[-2], parts[-1]
 
 
 def codings(concept: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_hcc.dates import FhirDate
-from fhir_hcc.mappers.context import MapContext, split_reference
+from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.mappers.context import MapContext
 
 # Which statuses mean the drug was given, per resource type (the rest are dropped and counted).
 _GIVEN = {
@@ -108,11 +109,11 @@ def _drugs(resource: dict[str, Any], ctx: MapContext) -> tuple[list[str], str | 
             ctx.problem("medicationReference", f"contained resource {reference} not found")
             return [], None
         return medication_classes(contained, ctx), None
-    target = split_reference(reference)
-    if target is None or target[0] != "Medication":
+    target = parse_reference(reference)
+    if target is None or target.type != "Medication":
         ctx.problem("medicationReference", f"not a Medication reference: {reference!r}")
         return [], None
-    return [], target[1]
+    return [], target.id
 
 
 def _classify_drug(concept: Any, ctx: MapContext) -> list[str]:

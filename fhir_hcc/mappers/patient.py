@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_hcc.facts import Demographics
-from fhir_hcc.mappers.context import MapContext, extension_values, split_reference
+from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.mappers.context import MapContext, extension_values
 
 _GENDERS = {"male", "female", "other", "unknown"}
 _BIRTH_SEX = {"M": "male", "F": "female"}
@@ -49,7 +50,7 @@ def _birth_sex(resource: dict[str, Any], ctx: MapContext) -> str | None:
 def _replaced_by(resource: dict[str, Any]) -> str | None:
     for link in resource.get("link") or []:
         if link.get("type") == "replaced-by":
-            target = split_reference((link.get("other") or {}).get("reference", ""))
-            if target and target[0] == "Patient":
-                return target[1]
+            target = parse_reference((link.get("other") or {}).get("reference", ""))
+            if target and target.type == "Patient":
+                return target.id
     return None

@@ -15,7 +15,8 @@ from functools import cache
 import msgspec
 
 from fhir_hcc.dates import parse_date
-from fhir_hcc.mappers.context import MapContext, split_reference
+from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.mappers.context import MapContext
 from fhir_hcc.mappers.observation import DROPPED_STATUSES, observation_index
 from fhir_hcc.mappings import Mappings
 
@@ -69,8 +70,8 @@ def skim_observation(line: bytes, ctx: MapContext) -> bool:
         return False
     if skim.status in DROPPED_STATUSES or not skim.id or skim.subject is None:
         return False
-    target = split_reference(skim.subject.reference or "")
-    if target is None or target[0] != "Patient":
+    target = parse_reference(skim.subject.reference or "")
+    if target is None or target.type != "Patient":
         return False
     period = skim.effectivePeriod
     when = skim.effectiveDateTime or skim.effectiveInstant
@@ -92,5 +93,5 @@ def skim_observation(line: bytes, ctx: MapContext) -> bool:
     except ValueError:
         return False
     ctx.collected.resources_read["Observation"] += 1
-    ctx.collected.patient(target[1]).add_contact(day, f"Observation/{skim.id}")
+    ctx.collected.patient(target.id).add_contact(day, f"Observation/{skim.id}")
     return True

@@ -52,7 +52,7 @@ from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.progress import NoProgress, Progress
 from fhir_hcc.server.pull import MANIFEST, Puller, pull
 from fhir_hcc.server.writer import NdjsonWriter
-from fhir_hcc.sources import Item, Origin, Report
+from fhir_hcc.sources import Item, Origin, ProblemSink
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class RegistrySource:
     def __repr__(self) -> str:
         return f"RegistrySource({str(self.registry.path)!r})"
 
-    def read(self, report: Report) -> Iterator[Item]:
+    def read(self, report: ProblemSink) -> Iterator[Item]:
         for resource_type, resource_id, line in self.registry.resource_lines():
             yield line, Origin(f"registry:{resource_type}/{resource_id}")
 

@@ -16,7 +16,7 @@ from typing import Any
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.progress import Progress
 from fhir_hcc.server.pull import pull
-from fhir_hcc.sources import Item, Report, read_ndjson
+from fhir_hcc.sources import Item, ProblemSink, read_ndjson
 
 
 class ServerSource:
@@ -40,7 +40,7 @@ class ServerSource:
     def __repr__(self) -> str:
         return f"ServerSource({self.base_url!r})"
 
-    def read(self, report: Report) -> Iterator[Item]:
+    def read(self, report: ProblemSink) -> Iterator[Item]:
         with self._directory() as directory:
             self.manifest = asyncio.run(
                 pull(

@@ -1,4 +1,9 @@
-"""FHIR R4/R4B resource type names: anything else in `resourceType` is bad input."""
+"""Resource type names: every FHIR R4/R4B type, and the ones the cohort reads.
+
+Anything else in `resourceType` is bad input. `COHORT_TYPES` is the one list of what the mappers
+read; the server pull, the bulk export, `doctor`, fixture capture and the codes report derive
+their types from it (a test ties it to the mappers).
+"""
 
 RESOURCE_TYPES = frozenset(
     {
@@ -145,3 +150,22 @@ RESOURCE_TYPES = frozenset(
         "VisionPrescription",
     }
 )
+
+
+# The types the mappers read, in the order a pull fetches them.
+COHORT_TYPES = (
+    "Patient",
+    "Condition",
+    "Procedure",
+    "MedicationAdministration",
+    "MedicationStatement",
+    "MedicationRequest",
+    "Medication",
+    "Observation",
+    "Encounter",
+    "DiagnosticReport",
+)
+# A server is asked for these by id (Patient: the candidates; Medication: those referenced by
+# administrations); every other cohort type by the patient it belongs to.
+FETCHED_BY_ID = frozenset({"Patient", "Medication"})
+PATIENT_TYPES = tuple(name for name in COHORT_TYPES if name not in FETCHED_BY_ID)
