@@ -7,7 +7,7 @@ SEKMET_VENV := .fhir-server/venv
 SEKMET_LOCK := tests/integration/sekmet-requirements.lock
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint r-deps fhir-server bench clean
+.PHONY: install demo test lint r-deps chromium fhir-server bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,17 @@ r-deps:
 		echo "R cannot be installed here (no apt-get or not root): the R cross-check tests will be skipped"; \
 	fi
 
+# Headless Chromium opens report.html in a test (images load, the page is not blank); from Debian.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: present"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium; \
+	else \
+		echo "Chromium cannot be installed here (no apt-get or not root): the browser test will be skipped"; \
+	fi
+
 # The SEKMET FHIR server for integration tests, in its own venv (its pins must not leak into ours).
 fhir-server: $(SEKMET_VENV)/bin/sekmet
 
@@ -43,7 +54,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install r-deps fhir-server lint
+test: install r-deps chromium fhir-server lint
 	$(BIN)/pytest
 
 bench: install

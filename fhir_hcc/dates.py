@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from fhir_hcc.contract import months as months  # the time unit, re-exported for the builder
+
 Precision = Literal["year", "month", "day"]
 
 
@@ -71,10 +73,3 @@ def days_between(start: FhirDate | date, end: FhirDate | date) -> int:
     start_day = start.day if isinstance(start, FhirDate) else start
     end_day = end.day if isinstance(end, FhirDate) else end
     return (end_day - start_day).days
-
-
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12: the time unit every report states
-
-
-def months(days: int) -> float:
-    return days / DAYS_PER_MONTH

@@ -8,12 +8,8 @@ import orjson
 import pandas as pd
 
 from fhir_hcc.cohort import CohortResult
+from fhir_hcc.contract import for_parquet
 from fhir_hcc.errors import FhirHccError
-
-_DATE_COLUMNS = (
-    "downstaging_start", "surgery_date", "recurrence_date", "death_date", "last_contact_date",
-    "dx_date", "downstaging_end",
-)  # fmt: skip
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
@@ -22,22 +18,11 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".parquet":
-            typed_table(table).to_parquet(path, index=False)
+            for_parquet(table).to_parquet(path, index=False)
         else:
             table.to_csv(path, index=False)
     except OSError as error:
         raise FhirHccError(f"{path}: cannot write: {error.strerror}") from None
-
-
-def typed_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The cohort with proper types: dates as dates, events as integers, flags as categories."""
-    typed = table.copy()
-    for column in _DATE_COLUMNS:
-        if column in typed:
-            typed[column] = pd.to_datetime(typed[column], format="%Y-%m-%d").dt.date
-    for column in ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis"):
-        typed[column] = typed[column].astype("category")
-    return typed
 
 
 def write_json(data: object, path: str | Path) -> None:

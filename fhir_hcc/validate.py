@@ -621,6 +621,8 @@ def _plain(value: Any) -> Any:
     """A table cell as a plain Python value: missing -> None, numpy scalars -> int / float."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
+    if isinstance(value, pd.Timestamp):  # case files write dates as YYYY-MM-DD text
+        return value.date().isoformat()
     return value.item() if hasattr(value, "item") else value
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import fhir_hcc
 from fhir_hcc.cohort import COLUMNS
+from fhir_hcc.contract import DATE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "salvage2004"
@@ -31,6 +32,8 @@ def result() -> fhir_hcc.CohortResult:
 def merged(result: fhir_hcc.CohortResult) -> pd.DataFrame:
     reference = pd.read_csv(REFERENCE, dtype=str, keep_default_na=False)
     table = result.table.astype({"age_at_surgery": int})
+    for column in DATE_COLUMNS:  # dates as the reference file writes them
+        table[column] = table[column].dt.strftime("%Y-%m-%d")
     reference = reference.add_prefix("ref_")
     return reference.merge(
         table, left_on="ref_id", right_on="patient_id", how="outer", indicator=True

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fhir_hcc.analysis.cohort_table import CATEGORIES, RECURRENCE_SITES
+from fhir_hcc.analysis.cohort_table import RECURRENCE_SITES
+from fhir_hcc.contract import CATEGORIES
 
 BASELINE_FACTORS = ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis")
 

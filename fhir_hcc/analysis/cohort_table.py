@@ -1,4 +1,5 @@
-"""The cohort table contract: its columns and values, loading and checking it, and outcome times.
+"""Loading and checking a cohort table against the contract (`fhir_hcc.contract`), and outcome
+times.
 
 The analysis stage reads nothing but this table. Times are whole days between dates; months
 (days / 30.4375) are for reporting only.
@@ -11,52 +12,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fhir_hcc.contract import (
+    CATEGORIES,
+    COLUMN_TYPES,
+    COLUMNS,
+    CONTRACT_TYPES,
+    DATE_COLUMNS,
+    as_types,
+    months,
+)
 from fhir_hcc.errors import InputError
 
-DAYS_PER_MONTH = 30.4375  # 365.25 / 12
-
-CONTRACT_COLUMNS = (
-    "patient_id",
-    "sex",
-    "age_at_surgery",
-    "hbv_status",
-    "treatment_group",
-    "downstaging_start",
-    "surgery_date",
-    "resection_extent",
-    "complete_necrosis",
-    "recurrence",
-    "recurrence_date",
-    "recurrence_site",
-    "death",
-    "death_date",
-    "last_contact_date",
-    "os_months",
-    "os_event",
-    "rfs_months",
-    "rfs_event",
-)
-
-# Allowed values, in the order tables list them; "unknown" is always shown, never folded away.
-CATEGORIES = {
-    "sex": ("male", "female", "other", "unknown"),
-    "hbv_status": ("positive", "negative", "unknown"),
-    "treatment_group": ("combination_chemo", "single_agent_chemo", "y90", "sequential"),
-    "resection_extent": ("major", "minor", "unknown"),
-    "complete_necrosis": ("yes", "no", "unknown"),
-    "recurrence": ("yes", "no"),
-    "death": ("yes", "no"),
+RECURRENCE_SITES = CATEGORIES["recurrence_site"]
+# The categories every patient has a value of (recurrence_site and sequence_order may be empty).
+REQUIRED_CATEGORIES = {
+    name: values
+    for name, values in CATEGORIES.items()
+    if CONTRACT_TYPES.get(name) == "category" and name != "recurrence_site"
 }
-RECURRENCE_SITES = ("intrahepatic", "extrahepatic", "both", "unknown")
-
-DATE_COLUMNS = (
-    "downstaging_start",
-    "surgery_date",
-    "recurrence_date",
-    "death_date",
-    "last_contact_date",
-    "dx_date",
-)
 
 # Time origins and the date column each starts from.
 TIME_ORIGINS = {
@@ -70,27 +43,39 @@ MONTHS_TOLERANCE = 0.05
 
 
 def load_cohort(path: str | Path) -> pd.DataFrame:
-    """Read a cohort CSV and check it against the contract (see `check_cohort`)."""
+    """Read a cohort table (CSV, or Parquet when the name ends in .parquet) and check it against
+    the contract (see `check_cohort`)."""
     path = Path(path)
+    parquet = path.suffix == ".parquet"
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        raw = pd.read_parquet(path) if parquet else _read_csv(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"{path}: not a readable CSV table: {first_line}") from None
+        kind = "Parquet" if parquet else "CSV"
+        raise InputError(f"{path}: not a readable {kind} table: {first_line}") from None
     return check_cohort(raw, source=str(path))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def check_cohort(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
     """Return a typed copy of the cohort table; raise InputError naming the first problem.
 
-    Categorical columns become lower-case strings, dates `datetime64`, events 0/1 integers.
-    Errors name the source (a file name, kept in `attrs["source"]` for later errors), the
-    patient id and the column, never a value (no PHI).
+    Columns take their contract types (`fhir_hcc.contract`: categories as lower-case strings,
+    dates `datetime64`, events 0/1 integers, whole numbers `Int64`). Errors name the source (a
+    file name, kept in `attrs["source"]` for later errors), the patient id and the column, never
+    a value (no PHI).
     """
     source = source or table.attrs.get("source", "cohort table")
-    missing = [column for column in CONTRACT_COLUMNS if column not in table.columns]
+    missing = [column for column in COLUMNS if column not in table.columns]
     if missing:
         raise InputError(f"{source}: missing column {', '.join(missing)}")
     if table.empty:
@@ -100,7 +85,7 @@ def check_cohort(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame
     cohort["patient_id"] = cohort["patient_id"].astype(str).str.strip()
     _require(cohort, cohort["patient_id"] == "", "patient_id", "is empty")
     _require(cohort, cohort["patient_id"].duplicated(), "patient_id", "appears twice")
-    for column, allowed in CATEGORIES.items():
+    for column, allowed in REQUIRED_CATEGORIES.items():
         cohort[column] = _text(cohort[column])
         bad = ~cohort[column].isin(allowed)
         _require(cohort, bad, column, f"is not one of {'/'.join(allowed)}")
@@ -114,9 +99,10 @@ def check_cohort(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame
         cohort[column] = _numbers(cohort, column)
     for column in ("os_event", "rfs_event"):
         cohort[column] = _events(cohort, column)
+    _check_further_columns(cohort)
     _check_outcome_dates(cohort)
     _check_outcome_columns(cohort)
-    return cohort
+    return as_types(cohort)
 
 
 def outcome_days(cohort: pd.DataFrame, origin: str = "surgery") -> pd.DataFrame:
@@ -145,7 +131,7 @@ def outcome_days(cohort: pd.DataFrame, origin: str = "surgery") -> pd.DataFrame:
 
 
 def to_months(days: pd.Series | np.ndarray | float) -> pd.Series | np.ndarray | float:
-    return days / DAYS_PER_MONTH
+    return months(days)  # type: ignore[arg-type]
 
 
 def _origin_dates(cohort: pd.DataFrame, origin: str) -> pd.Series:
@@ -160,27 +146,49 @@ def _origin_dates(cohort: pd.DataFrame, origin: str) -> pd.Series:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    return values.fillna("").astype(str).str.strip().str.lower()
+    return values.astype(object).where(values.notna(), "").astype(str).str.strip().str.lower()
 
 
 def _dates(cohort: pd.DataFrame, column: str) -> pd.Series:
     values = cohort[column]
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.dt.normalize()
-    text = values.fillna("").astype(str).str.strip()
+    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
     parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
     _require(cohort, parsed.isna() & (text != ""), column, "is not a YYYY-MM-DD date")
     return parsed
 
 
-def _numbers(cohort: pd.DataFrame, column: str, whole: bool = False) -> pd.Series:
-    values = pd.to_numeric(cohort[column], errors="coerce")
-    bad = values.isna() | (values < 0)
+def _numbers(
+    cohort: pd.DataFrame, column: str, whole: bool = False, optional: bool = False
+) -> pd.Series:
+    raw = cohort[column]
+    values = pd.to_numeric(raw.replace("", None) if raw.dtype == object else raw, errors="coerce")
+    missing = values.isna()
+    bad = ~missing & (values < 0)
+    if not optional:
+        bad |= missing
+    else:
+        bad |= missing & raw.notna() & (raw.astype(str).str.strip() != "")
     if whole:
-        bad |= values.notna() & (values != values.round())
+        bad |= ~missing & (values != values.round())
     kind = "a whole number >= 0" if whole else "a number >= 0"
     _require(cohort, bad, column, f"is not {kind}")
-    return values.astype(int) if whole else values.astype(float)
+    return values.astype("Int64") if whole else values.astype(float)
+
+
+def _check_further_columns(cohort: pd.DataFrame) -> None:
+    """Further columns (dx_date, n_cycles, afp_pre_surgery, ...) may be empty, never malformed."""
+    for column, kind in COLUMN_TYPES.items():
+        if column in CONTRACT_TYPES or column not in cohort.columns:
+            continue
+        if kind in ("integer", "number"):
+            cohort[column] = _numbers(cohort, column, whole=kind == "integer", optional=True)
+        elif kind == "category":
+            cohort[column] = cohort[column].astype(object).where(cohort[column].notna(), "")
+            cohort[column] = cohort[column].astype(str).str.strip()
+            bad = ~cohort[column].isin(("", *CATEGORIES[column]))
+            _require(cohort, bad, column, f"is not one of {'/'.join(CATEGORIES[column])}")
 
 
 def _events(cohort: pd.DataFrame, column: str) -> pd.Series:

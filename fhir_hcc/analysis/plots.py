@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,20 +19,11 @@ from matplotlib.ticker import PercentFormatter
 
 from fhir_hcc.analysis.compare import FACTORS
 from fhir_hcc.analysis.km import fit_kaplan_meier, number_at_risk, survival_steps
-from fhir_hcc.analysis.report import level_name
-from fhir_hcc.analysis.result import AnalysisResult
-from fhir_hcc.analysis.study import ORIGIN_NAMES
+from fhir_hcc.analysis.labels import ORIGIN_NAMES, level_name
 
-# Figure names (PNG file stems) and their captions, in report order.
-FIGURES = {
-    "overall_survival": "Kaplan-Meier estimate of overall survival",
-    "recurrence_free_survival": "Kaplan-Meier estimate of recurrence-free survival",
-    "cumulative_incidence": (
-        "Cumulative incidence of recurrence (Aalen-Johansen) with death without recurrence as a "
-        "competing event; 1 - Kaplan-Meier with deaths censored shown for comparison only"
-    ),
-    "overall_survival_by_treatment_group": "Overall survival by treatment group",
-}
+if TYPE_CHECKING:
+    from fhir_hcc.analysis.result import AnalysisResult
+
 DPI = 200
 COLORS = ("#000000", "#7a7a7a", "#1f5fa8", "#b2182b")
 LINESTYLES = ("-", "--", "-.", ":")

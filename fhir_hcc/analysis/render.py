@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fhir_hcc.analysis.report import (
     Block,
@@ -15,7 +16,9 @@ from fhir_hcc.analysis.report import (
     Table,
     build_document,
 )
-from fhir_hcc.analysis.result import AnalysisResult
+
+if TYPE_CHECKING:
+    from fhir_hcc.analysis.result import AnalysisResult
 
 INDENT = "  "  # a first cell starting with this is a level under the row above
 

@@ -6,40 +6,21 @@ both formats always say the same thing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from fhir_hcc.analysis.baseline import BASELINE_FACTORS
-from fhir_hcc.analysis.cohort_table import DAYS_PER_MONTH
-from fhir_hcc.analysis.compare import FACTORS, CoxModel
-from fhir_hcc.analysis.km import KaplanMeier, number_at_risk
-from fhir_hcc.analysis.result import AnalysisResult
-from fhir_hcc.analysis.study import ORIGIN_NAMES
+from fhir_hcc.analysis.compare import FACTORS
+from fhir_hcc.analysis.km import number_at_risk
+from fhir_hcc.analysis.labels import FIGURES, ORIGIN_NAMES, VARIABLE_NAMES, level_name, step_name
+from fhir_hcc.contract import DAYS_PER_MONTH
 
-VARIABLE_NAMES = {
-    "sex": "Sex",
-    "hbv_status": "Hepatitis B (HBsAg)",
-    "treatment_group": "Downstaging treatment",
-    "resection_extent": "Hepatic resection",
-    "complete_necrosis": "Complete tumour necrosis",
-    "age_at_surgery": "Age at surgery (per year)",
-}
-LEVEL_NAMES = {
-    "combination_chemo": "Combination chemotherapy",
-    "single_agent_chemo": "Single-agent chemotherapy",
-    "y90": "Y-90 microspheres",
-    "sequential": "Sequential therapy",
-    "major": "Major (3 or more segments)",
-    "minor": "Minor",
-}
-# Flow steps of the cohort stage (fhir_hcc.cohort); other names are shown as written.
-STEP_NAMES = {
-    "seen": "Patients in the source",
-    "with_hcc": "With HCC",
-    "downstaged": "Downstaged",
-    "resected_after_downstaging": "Resected after downstaging",
-    "included": "Included in the analysis",
-}
+if TYPE_CHECKING:
+    from fhir_hcc.analysis.compare import CoxModel
+    from fhir_hcc.analysis.km import KaplanMeier
+    from fhir_hcc.analysis.result import AnalysisResult
+
 SMALL_GROUP = 10  # groups smaller than this make a test nearly powerless
 
 
@@ -79,8 +60,6 @@ Block = Heading | Paragraph | Bullets | Table | FigureBlock
 
 
 def build_document(result: AnalysisResult) -> list[Block]:
-    from fhir_hcc.analysis.plots import FIGURES  # lazy: matplotlib loads only for figures
-
     blocks: list[Block] = [
         Heading("Survival and recurrence after salvage surgery", level=1),
         Paragraph(_summary_line(result)),
@@ -102,10 +81,6 @@ def build_document(result: AnalysisResult) -> list[Block]:
     ]
     blocks += [Heading("Methods and software"), Bullets(_methods(result))]
     return blocks
-
-
-def level_name(level: str) -> str:
-    return LEVEL_NAMES.get(level, level.replace("_", " ").capitalize())
 
 
 def term_name(term: str) -> str:
@@ -130,7 +105,7 @@ def _summary_line(result: AnalysisResult) -> str:
 def _flow_table(result: AnalysisResult) -> Table:
     rows = []
     for step in result.flow or ():
-        rows.append((STEP_NAMES.get(step.step, step.step), str(result.count(step.n))))
+        rows.append((step_name(step.step), str(result.count(step.n))))
         rows += [
             (f"  left out: {reason.replace('_', ' ')}", str(result.count(n)))
             for reason, n in step.left_out.items()

@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 
 from fhir_hcc.analysis.baseline import BASELINE_FACTORS
-from fhir_hcc.analysis.cohort_table import DAYS_PER_MONTH
 from fhir_hcc.analysis.compare import CoxModel, LogRankTest
 from fhir_hcc.analysis.competing import CumulativeIncidence
 from fhir_hcc.analysis.config import AnalysisConfig
 from fhir_hcc.analysis.km import KaplanMeier, number_at_risk
+from fhir_hcc.contract import DAYS_PER_MONTH
 
 Count = int | str
 

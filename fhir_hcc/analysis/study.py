@@ -15,14 +15,9 @@ from fhir_hcc.analysis.compare import FACTORS, fit_cox, logrank, multivariable_c
 from fhir_hcc.analysis.competing import cumulative_incidence
 from fhir_hcc.analysis.config import AnalysisConfig
 from fhir_hcc.analysis.km import kaplan_meier
+from fhir_hcc.analysis.labels import ORIGIN_NAMES
 from fhir_hcc.analysis.result import AnalysisResult, FlowStep
 from fhir_hcc.errors import InputError
-
-ORIGIN_NAMES = {
-    "surgery": "salvage surgery",
-    "downstaging_start": "the start of downstaging",
-    "diagnosis": "diagnosis",
-}
 
 _SOFTWARE = ("fhir-hcc", "lifelines", "pandas", "numpy", "scipy", "matplotlib")
 

@@ -1,4 +1,5 @@
-"""`fhir-hcc analyze COHORT.csv --out report.json`: the analyses and the report of a cohort table.
+"""`fhir-hcc analyze COHORT.csv --out report.json`: the analyses and the report of a cohort table
+(CSV, or Parquet as `fhir-hcc cohort --out x.parquet` writes it).
 
 Imports the analysis stage (pandas, lifelines, matplotlib) only when the command runs, so that
 `fhir-hcc --help` stays fast.
@@ -32,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "report.json, and optionally the HTML and Markdown report and the figures."
         ),
     )
-    parser.add_argument("cohort", type=Path, metavar="COHORT.csv", help="cohort table (CSV)")
+    parser.add_argument(
+        "cohort", type=Path, metavar="COHORT.csv", help="cohort table (.csv or .parquet)"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="report.json")
     parser.add_argument("--html", type=Path, metavar="report.html", help="self-contained report")
     parser.add_argument("--markdown", type=Path, metavar="report.md", help="report as Markdown")

@@ -51,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
 def headline(report: dict) -> str:
     """The numbers a reader checks first: the cohort and its survival."""
+    from fhir_hcc.analysis.baseline import BASELINE_FACTORS
+
     survival = report["overall_survival"]
     lines = [f"n = {report['n']}"]
-    for key in ("sex", "hbv_status", "treatment_group", "resection_extent", "complete_necrosis"):
+    for key in BASELINE_FACTORS:
         counts = ", ".join(f"{name} {count}" for name, count in report[key].items() if count)
         lines.append(f"  {key}: {counts}")
     ages = report["age_at_surgery"]

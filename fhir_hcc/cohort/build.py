@@ -17,6 +17,7 @@ import pandas as pd
 from fhir_hcc.cohort.derive import FLOW_STEPS, PatientResult, derive_patient
 from fhir_hcc.cohort.evidence import merge_replaced_patients, prepare
 from fhir_hcc.config import CohortConfig, load_config
+from fhir_hcc.contract import COLUMNS, EXTRA_COLUMNS, as_types
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
 from fhir_hcc.inputs import open_source
@@ -34,16 +35,6 @@ from fhir_hcc.sources import (
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "patient_id", "sex", "age_at_surgery", "hbv_status", "treatment_group", "downstaging_start",
-    "surgery_date", "resection_extent", "complete_necrosis", "recurrence", "recurrence_date",
-    "recurrence_site", "death", "death_date", "last_contact_date", "os_months", "os_event",
-    "rfs_months", "rfs_event",
-)  # fmt: skip
-EXTRA_COLUMNS = (
-    "os_days", "rfs_days", "dx_date", "downstaging_end", "n_cycles", "max_agents_in_cycle",
-    "sequence_order", "afp_pre_downstaging", "afp_pre_surgery", "flags", "provenance",
-)  # fmt: skip
 QC_COLUMNS = ("patient_id", "rule", "source", "detail")
 
 
@@ -183,8 +174,7 @@ def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
         patients[patient_id] = derive_patient(evidence, config)
         notes += evidence.notes
     rows = [_row(result) for result in patients.values() if result.included]
-    table = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
-    table = table.astype({"age_at_surgery": "Int64", "os_event": "int64", "rfs_event": "int64"})
+    table = as_types(pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS]))
     problems = collected.problems
     qc = pd.DataFrame(
         [(n.patient, n.rule, n.source, n.detail) for n in notes]

@@ -39,6 +39,7 @@ import orjson
 
 from fhir_hcc.cohort import build_cohort
 from fhir_hcc.config import CohortConfig, load_config
+from fhir_hcc.contract import records
 from fhir_hcc.errors import FhirHccError
 from fhir_hcc.mappings import load_mappings, mapping_directories
 from fhir_hcc.registry.errors import RegistryError
@@ -252,7 +253,7 @@ class _Run:
 
     def _snapshot(self) -> dict[str, dict[str, Any]]:
         result = build_cohort(RegistrySource(self.registry), self.config, mappings=self.mappings)
-        rows = orjson.loads(result.table.to_json(orient="records", date_format="iso"))
+        rows = records(result.table)
         return {row["patient_id"]: row for row in rows}
 
     def _backfill(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from pytest import approx
 
 from fhir_hcc.cli import main
 
 from .reference import reference_cohort
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_writes_json_html_markdown_and_figures(tmp_path):
@@ -88,3 +91,18 @@ def test_importing_the_command_does_not_load_the_analysis_stack():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_markdown_report_does_not_load_matplotlib():
+    code = (
+        "import sys\n"
+        "from fhir_hcc.analysis import analyze\n"
+        "from tests.analysis.reference import reference_cohort\n"
+        "text = analyze(reference_cohort()).to_markdown()\n"
+        "assert 'Table 1' in text\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "False"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fhir_hcc.analysis import AnalysisConfig, analyze
-from fhir_hcc.analysis.plots import FIGURES
+from fhir_hcc.analysis.labels import FIGURES
 
 from .reference import reference_cohort
 

@@ -1,0 +1,54 @@
+"""Display labels of the report: variable, level, flow-step and time-origin names, and the
+figures' captions. A leaf module (it imports nothing of the analysis), so that the report text
+and the figures can share it without importing each other."""
+
+from __future__ import annotations
+
+VARIABLE_NAMES = {
+    "sex": "Sex",
+    "hbv_status": "Hepatitis B (HBsAg)",
+    "treatment_group": "Downstaging treatment",
+    "resection_extent": "Hepatic resection",
+    "complete_necrosis": "Complete tumour necrosis",
+    "age_at_surgery": "Age at surgery (per year)",
+}
+LEVEL_NAMES = {
+    "combination_chemo": "Combination chemotherapy",
+    "single_agent_chemo": "Single-agent chemotherapy",
+    "y90": "Y-90 microspheres",
+    "sequential": "Sequential therapy",
+    "major": "Major (3 or more segments)",
+    "minor": "Minor",
+}
+# Flow steps of the cohort stage (fhir_hcc.cohort); other names are shown as written.
+STEP_NAMES = {
+    "seen": "Patients in the source",
+    "with_hcc": "With HCC",
+    "downstaged": "Downstaged",
+    "resected_after_downstaging": "Resected after downstaging",
+    "included": "Included in the analysis",
+}
+ORIGIN_NAMES = {
+    "surgery": "salvage surgery",
+    "downstaging_start": "the start of downstaging",
+    "diagnosis": "diagnosis",
+}
+
+# Figure names (file stems) and their captions, in report order.
+FIGURES = {
+    "overall_survival": "Kaplan-Meier estimate of overall survival",
+    "recurrence_free_survival": "Kaplan-Meier estimate of recurrence-free survival",
+    "cumulative_incidence": (
+        "Cumulative incidence of recurrence (Aalen-Johansen) with death without recurrence as a "
+        "competing event; 1 - Kaplan-Meier with deaths censored shown for comparison only"
+    ),
+    "overall_survival_by_treatment_group": "Overall survival by treatment group",
+}
+
+
+def level_name(level: str) -> str:
+    return LEVEL_NAMES.get(level, level.replace("_", " ").capitalize())
+
+
+def step_name(step: str) -> str:
+    return STEP_NAMES.get(step, step)
