@@ -9,15 +9,30 @@
 >>> report.to_html()
 """
 
-from typing import Any
+from __future__ import annotations
 
-from fhir_hcc.cohort import COLUMNS, CohortResult, build_cohort
-from fhir_hcc.config import CohortConfig, load_config
-from fhir_hcc.inputs import open_source
-from fhir_hcc.mappings import Mappings, load_mappings
-from fhir_hcc.sources import FileSource, Origin, Source
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it. Each is imported on first use: the cohort stage
+# loads pandas and the analysis lifelines and scipy (seconds), which `import fhir_hcc` and
+# `fhir-hcc --help` need not pay for.
+_HOMES = {
+    "COLUMNS": "fhir_hcc.cohort",
+    "CohortConfig": "fhir_hcc.config",
+    "CohortResult": "fhir_hcc.cohort",
+    "FileSource": "fhir_hcc.sources",
+    "Mappings": "fhir_hcc.mappings",
+    "Origin": "fhir_hcc.sources",
+    "Source": "fhir_hcc.sources",
+    "analyze": "fhir_hcc.analysis",
+    "build_cohort": "fhir_hcc.cohort",
+    "load_config": "fhir_hcc.config",
+    "load_mappings": "fhir_hcc.mappings",
+    "open_source": "fhir_hcc.inputs",
+}
 
 __all__ = [
     "COLUMNS",
@@ -35,11 +50,23 @@ __all__ = [
     "open_source",
 ]
 
+if TYPE_CHECKING:
+    from fhir_hcc.analysis import analyze
+    from fhir_hcc.cohort import COLUMNS, CohortResult, build_cohort
+    from fhir_hcc.config import CohortConfig, load_config
+    from fhir_hcc.inputs import open_source
+    from fhir_hcc.mappings import Mappings, load_mappings
+    from fhir_hcc.sources import FileSource, Origin, Source
+
 
 def __getattr__(name: str) -> Any:
-    # The analysis stage imports lifelines and scipy (seconds): load it on first use only.
-    if name == "analyze":
-        from fhir_hcc.analysis import analyze
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fhir_hcc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
-        return analyze
-    raise AttributeError(f"module 'fhir_hcc' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -1,15 +1,21 @@
 """The command line: outputs written, exit codes, one-line errors and no tracebacks."""
 
+import argparse
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from fhir_hcc.cli import main
+from fhir_hcc import __version__
+from fhir_hcc.cli import COMMANDS, main, parse
+from fhir_hcc.cli.arguments import add_client_arguments, client_options
 from fhir_hcc.cohort import COLUMNS, QC_COLUMNS
+from fhir_hcc.errors import ExitCode
+from fhir_hcc.server.options import ClientOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures" / "salvage2004"
@@ -88,15 +94,116 @@ def test_explain_shows_steps_fields_and_sources(capsys: pytest.CaptureFixture[st
     assert main(["explain", str(FIXTURES), "NOBODY"]) == 2
 
 
-def test_help_does_not_import_lifelines() -> None:
+def test_help_imports_no_command_module_and_no_pandas() -> None:
     code = (
-        "import sys; from fhir_hcc.cli import build_parser; build_parser(); "
-        "print('lifelines' in sys.modules)"
+        "import sys\n"
+        "from fhir_hcc.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(*sorted(m for m in sys.modules if m.startswith(('fhir_hcc', 'pandas'))))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "lint-mappings" in output  # every command is listed...
+    # ...from the table in fhir_hcc.cli, without loading any command or the library.
+    loaded = output.splitlines()[-1].split()
+    assert loaded == ["fhir_hcc", "fhir_hcc.cli", "fhir_hcc.cli.arguments", "fhir_hcc.errors"]
+
+
+def test_every_command_module_is_listed_and_its_help_works(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    modules = {path.stem for path in (ROOT / "fhir_hcc" / "cli").glob("*.py")}
+    assert {module for module, _ in COMMANDS.values()} == modules - {"__init__", "arguments"}
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as leaving:
+            main([name, "--help"])
+        assert leaving.value.code == 0
+        assert f"usage: fhir-hcc {name} [-h] [-v | -q]" in capsys.readouterr().out
+
+
+def test_version_and_python_dash_m() -> None:
+    output = subprocess.run(
+        [sys.executable, "-m", "fhir_hcc", "--version"], capture_output=True, text=True, check=True
     )
-    assert output.stdout.strip() == "False"
+    assert output.stdout == f"fhir-hcc {version('fhir-hcc')}\n" == f"fhir-hcc {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose", "quiet"),
+    [
+        (["-v", "cohort", "data", "--out", "c.csv"], True, False),
+        (["cohort", "data", "--out", "c.csv", "--verbose"], True, False),
+        (["cohort", "-q", "data", "--out", "c.csv"], False, True),
+        (["--quiet", "registry", "status"], False, True),
+        (["registry", "status", "-q"], False, True),
+        (["cohort", "data", "--out", "c.csv"], False, False),
+    ],
+)
+def test_verbose_and_quiet_are_taken_before_or_after_the_command(
+    argv: list[str], verbose: bool, quiet: bool
+) -> None:
+    args = parse(argv)
+    assert (args.verbose, args.quiet) == (verbose, quiet)
+
+
+@pytest.mark.parametrize(
+    "argv", [["-v", "registry", "status", "-q"], ["registry", "--quiet", "status", "--verbose"]]
+)
+def test_verbose_and_quiet_together_are_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as leaving:
+        parse(argv)
+    assert leaving.value.code == ExitCode.BAD_INPUT
+    assert "-v/--verbose and -q/--quiet exclude each other" in capsys.readouterr().err
+
+
+def test_quiet_leaves_only_errors(tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "broken.ndjson").write_text('{"resourceType": "Patient", "id": \n')
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        command = ["cohort", str(source), "--out", str(tmp_path / "c.csv"), *flags]
+        return subprocess.run(
+            [sys.executable, "-m", "fhir_hcc", *command], capture_output=True, text=True
+        )
+
+    talkative = run()
+    assert talkative.returncode == 0
+    assert "broken.ndjson:1: malformed JSON" in talkative.stderr
+    assert "input problems: 1" in talkative.stderr
+    quiet = run("-q")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_readme_lists_every_exit_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    cells = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("|")]
+    assert [int(cell) for cell in cells if cell.isdigit()] == [int(code) for code in ExitCode]
+
+
+def test_flags_override_the_environment() -> None:
+    parser = argparse.ArgumentParser()
+    add_client_arguments(parser)
+    args = parser.parse_args(
+        ["--auth", "bearer", "--token-file", "/run/token", "--batch-size", "10", "--lenient"]
+    )
+    options = client_options(args, {"FHIR_HCC_AUTH": "basic", "FHIR_HCC_BATCH_SIZE": "30"})
+    assert options.auth.mode == "bearer"
+    assert options.auth.token_file == Path("/run/token")
+    assert options.batch_size == 10
+    assert options.strict_handling is False
+    assert client_options(parser.parse_args([]), {}) == ClientOptions()
+
+
+def test_no_flag_takes_a_secret_value() -> None:
+    parser = argparse.ArgumentParser()
+    add_client_arguments(parser)
+    flags = {action.dest for action in parser._actions}
+    assert not flags & {"token", "password", "client_secret", "private_key"}
 
 
 def test_search_outcome_is_a_warning_even_when_strict(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fhir_hcc.cli.arguments import add_config_argument, add_suppress_argument
 from fhir_hcc.errors import InputError
 from fhir_hcc.output import write_text
 
@@ -23,15 +24,11 @@ if TYPE_CHECKING:
     from fhir_hcc.analysis import AnalysisResult
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "analyze",
-        help="survival and recurrence analyses of a cohort table, and the report",
-        description=(
-            "Kaplan-Meier survival, cumulative incidence of recurrence, group comparisons and "
-            "Table 1 from a cohort table (the CSV written by `fhir-hcc cohort`). Writes "
-            "report.json, and optionally the HTML and Markdown report and the figures."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Kaplan-Meier survival, cumulative incidence of recurrence, group comparisons and "
+        "Table 1 from a cohort table (the CSV written by `fhir-hcc cohort`). Writes "
+        "report.json, and optionally the HTML and Markdown report and the figures."
     )
     parser.add_argument(
         "cohort", type=Path, metavar="COHORT.csv", help="cohort table (.csv or .parquet)"
@@ -40,18 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--html", type=Path, metavar="report.html", help="self-contained report")
     parser.add_argument("--markdown", type=Path, metavar="report.md", help="report as Markdown")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write the figures as PNG")
-    parser.add_argument(
-        "--config", type=Path, metavar="study.toml", help="study settings; reads [analysis]"
-    )
+    add_config_argument(parser, "[analysis]")
     parser.add_argument(
         "--flow", type=Path, metavar="flow.json", help="flow diagram from `fhir-hcc cohort`"
     )
-    parser.add_argument(
-        "--suppress-below",
-        type=non_negative,
-        metavar="K",
-        help="show counts from 1 to K-1 as <K (reports leaving the hospital); 0 = off",
-    )
+    add_suppress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -109,13 +99,3 @@ def _read_flow(path: Path) -> dict:
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
     return flow
-
-
-def non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from fhir_hcc.cli.arguments import add_mappings_argument
+from fhir_hcc.cli.arguments import add_mappings_argument, note
 from fhir_hcc.codes_report import collect_codes, summary, write_codes_csv
 from fhir_hcc.errors import FhirHccError
 from fhir_hcc.mappings import load_mappings
@@ -20,15 +20,11 @@ from fhir_hcc.sources import InputProblem
 log = logging.getLogger(__name__)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "codes",
-        help="list every code in the data with its count and what it maps to, unmapped first",
-        description=(
-            "Count every (system, code, display) in the fields the mappers read and show the "
-            "concept.class each maps to, or 'unmapped'. Unmapped codes of local code systems in "
-            "the fields the cohort uses come first: these are the codes a site must add."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Count every (system, code, display) in the fields the mappers read and show the "
+        "concept.class each maps to, or 'unmapped'. Unmapped codes of local code systems in "
+        "the fields the cohort uses come first: these are the codes a site must add."
     )
     parser.add_argument("source", metavar="SOURCE", help="file or directory of FHIR JSON/NDJSON")
     add_mappings_argument(parser)
@@ -52,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise FhirHccError(f"{args.out}: cannot write the codes report: {error}") from None
     else:
         write_codes_csv(rows, sys.stdout)
-    print(summary(rows), file=sys.stderr)
+    note(args, summary(rows))
     if problems:
-        print(f"{len(problems)} input problems skipped (-v lists them)", file=sys.stderr)
+        note(args, f"{len(problems)} input problems skipped (-v lists them)")
     return 0

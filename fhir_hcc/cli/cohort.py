@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from fhir_hcc.cli.arguments import add_mappings_argument
+from fhir_hcc.cli.arguments import add_source_arguments, client_options, note
 from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.config import load_config
 from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.output import write_result
-from fhir_hcc.server.options import add_client_arguments, options_from_args
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cohort",
-        help="build the salvage-surgery cohort from FHIR files or a server",
-        description="Build the cohort table (one row per included patient) from FHIR R4 data.",
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Build the cohort table (one row per included patient) from FHIR R4 data."
     add_source_arguments(parser)
     parser.add_argument("--out", required=True, help="cohort table: .csv or .parquet")
     parser.add_argument("--flow", help="write the CONSORT/STROBE flow counts to this JSON file")
@@ -28,30 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """SOURCE, --config and --strict: shared by every command that builds a cohort."""
-    parser.add_argument(
-        "source", metavar="SOURCE", help="directory or file of FHIR JSON/NDJSON, or a FHIR base URL"
-    )
-    parser.add_argument("--config", help="study TOML file ([cohort] settings)")
-    parser.add_argument(
-        "--strict", action="store_true", help="stop at the first bad input (exit code 2)"
-    )
-    parser.add_argument(
-        "--workers", type=int, help="processes reading a large NDJSON export (default: cores)"
-    )
-    parser.add_argument("--pull-dir", help="with a server SOURCE: keep what was pulled here")
-    add_mappings_argument(parser)
-    add_client_arguments(parser)
-
-
 def build_from_args(args: argparse.Namespace) -> CohortResult:
+    """The cohort of SOURCE, as the flags of `add_source_arguments` say (cohort, explain, run)."""
     server_options = None
     if is_server_url(args.source):
-        server_options = {
-            "options": options_from_args(args),
-            "workdir": args.pull_dir and Path(args.pull_dir),
-        }
+        server_options = {"options": client_options(args), "workdir": args.pull_dir}
     config = load_config(args.config)
     mappings = load_mappings([*config.mappings, *args.mappings])
     return build_cohort(
@@ -67,7 +41,7 @@ def build_from_args(args: argparse.Namespace) -> CohortResult:
 def run(args: argparse.Namespace) -> int:
     result = build_from_args(args)
     write_result(result, args.out, args.flow, args.qc)
-    print(summary(result), file=sys.stderr)
+    note(args, summary(result))
     return 0
 
 

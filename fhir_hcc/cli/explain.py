@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from fhir_hcc.cli.cohort import add_source_arguments, build_from_args
+from fhir_hcc.cli.arguments import add_source_arguments
+from fhir_hcc.cli.cohort import build_from_args
 from fhir_hcc.errors import FhirHccError
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "explain", help="show how one patient was derived, field by field, with sources"
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     add_source_arguments(parser)
     parser.add_argument("patient_id", metavar="PATIENT_ID", help="Patient logical id")
     parser.set_defaults(func=run)

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 from fhir_hcc.capture import KEY_ENV, KEY_FILE_ENV, capture, load_key
-from fhir_hcc.server.options import add_client_arguments, options_from_args
+from fhir_hcc.cli.arguments import add_client_arguments, client_options
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("fixtures", help="make validation fixtures from real data")
+def configure(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="fixtures_command", required=True, metavar="COMMAND")
     capture_parser = commands.add_parser(
         "capture",
@@ -47,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_capture(args: argparse.Namespace) -> int:
     key = load_key(args.key_file)
-    options = options_from_args(args)
+    options = client_options(args)
     patients = list(dict.fromkeys(args.patient))
     written = asyncio.run(capture(args.url, patients, options, args.out, key))
     for item in written:

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import argparse
 
+from fhir_hcc.errors import ExitCode
 from fhir_hcc.mapping_lint import lint_directories
 from fhir_hcc.mappings import SHIPPED_MAPPINGS
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "lint-mappings",
-        help="check mapping files: schema, systems, conflicts, check digits, display and source",
-        description=(
-            "Check the shipped mapping files and each site mapping directory DIR layered over "
-            "them: schema, known system URIs, no code in two conflicting classes or concepts, "
-            "SNOMED CT Verhoeff and LOINC mod-10 check digits, a display and a source on every "
-            "code, and text patterns that compile."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check the shipped mapping files and each site mapping directory DIR layered over "
+        "them: schema, known system URIs, no code in two conflicting classes or concepts, "
+        "SNOMED CT Verhoeff and LOINC mod-10 check digits, a display and a source on every "
+        "code, and text patterns that compile."
     )
     parser.add_argument("directories", metavar="DIR", nargs="*", help="site mapping directory")
     parser.set_defaults(func=run)
@@ -34,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
         print(finding)
     checked = ", ".join(str(d) for d in directories)
     print(f"{len(findings)} findings in {checked}")
-    return 1 if findings else 0
+    return ExitCode.CHECKS_FAILED if findings else ExitCode.OK

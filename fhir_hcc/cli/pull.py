@@ -8,31 +8,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
-from fhir_hcc.cli.arguments import add_mappings_argument
-from fhir_hcc.errors import ConfigError
+from fhir_hcc.cli.arguments import (
+    add_client_arguments,
+    add_export_arguments,
+    add_mappings_argument,
+    client_options,
+    note,
+    progress,
+)
+from fhir_hcc.errors import ConfigError, ExitCode
 from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
-from fhir_hcc.server.errors import EXIT_INCOMPLETE_DATA
-from fhir_hcc.server.options import add_client_arguments, options_from_args
-from fhir_hcc.server.progress import progress_for
 from fhir_hcc.server.pull import pull
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "pull",
-        help="pull the cohort's resources from a FHIR server to NDJSON",
-        description=(
-            "Find candidate patients by the mapping codes, fetch their Patient, Condition, "
-            "Procedure, MedicationAdministration (+ Medication), mapped Observation and "
-            "Encounter resources, and write <Type>.ndjson plus manifest.json. With --bulk, "
-            "run a Bulk Data $export instead (an interrupted export resumes on the next run "
-            "with the same arguments). Exit codes: 3 server unreachable, 4 auth failed, "
-            "5 incomplete data (also when --allow-gaps recorded a gap or an export reported "
-            "errors)."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Find candidate patients by the mapping codes, fetch their Patient, Condition, "
+        "Procedure, MedicationAdministration (+ Medication), mapped Observation and "
+        "Encounter resources, and write <Type>.ndjson plus manifest.json. With --bulk, "
+        "run a Bulk Data $export instead (an interrupted export resumes on the next run "
+        "with the same arguments). Exit codes: 3 server unreachable, 4 auth failed, "
+        "5 incomplete data (also when --allow-gaps recorded a gap or an export reported "
+        "errors)."
     )
     parser.add_argument("url", metavar="URL", help="FHIR base URL, e.g. https://host/fhir")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -45,20 +44,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_bulk_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Bulk Data $export")
     group.add_argument("--bulk", action="store_true", help="use $export instead of searches")
-    level = group.add_mutually_exclusive_group()
-    level.add_argument("--group", metavar="ID", help="export Group/ID (default: system level)")
-    level.add_argument(
+    add_export_arguments(group)
+    group.add_argument(
         "--patient-level", action="store_true", help="export Patient/$export (all patients)"
     )
     group.add_argument("--since", metavar="T", help="only resources changed after instant T")
-    group.add_argument(
-        "--no-type-filter",
-        action="store_true",
-        help="do not send _typeFilter (for servers that reject it)",
-    )
 
 
 def export_request(args: argparse.Namespace, search_codes: dict) -> ExportRequest:
+    if args.group and args.patient_level:
+        raise ConfigError("--group and --patient-level exclude each other")
     filters = () if args.no_type_filter else type_filters(search_codes)
     return ExportRequest(
         type_filters=filters,
@@ -72,19 +67,19 @@ def run(args: argparse.Namespace) -> int:
     from fhir_hcc.mappings import load_mappings
 
     search_codes = load_mappings(args.mappings).search_codes()
-    options = options_from_args(args)
-    progress = progress_for(sys.stderr)
+    options = client_options(args)
+    shown = progress(args)
     if args.bulk:
         request = export_request(args, search_codes)
-        manifest = asyncio.run(bulk_export(args.url, request, options, args.out, progress=progress))
-        print(bulk_summary(manifest, args.out), file=sys.stderr)
-        return 0 if manifest["complete"] else EXIT_INCOMPLETE_DATA
+        manifest = asyncio.run(bulk_export(args.url, request, options, args.out, progress=shown))
+        note(args, bulk_summary(manifest, args.out))
+        return ExitCode.OK if manifest["complete"] else ExitCode.INCOMPLETE_DATA
     if args.group or args.since or args.patient_level:
         raise ConfigError("--group, --since and --patient-level need --bulk")
-    manifest = asyncio.run(pull(args.url, search_codes, options, args.out, progress=progress))
-    print(summary(manifest, args.out), file=sys.stderr)
+    manifest = asyncio.run(pull(args.url, search_codes, options, args.out, progress=shown))
+    note(args, summary(manifest, args.out))
     # Gaps were allowed, so the files are written; the exit code still says they are incomplete.
-    return EXIT_INCOMPLETE_DATA if manifest["gaps"] else 0
+    return ExitCode.INCOMPLETE_DATA if manifest["gaps"] else ExitCode.OK
 
 
 def bulk_summary(manifest: dict, out: Path) -> str:

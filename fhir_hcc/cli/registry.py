@@ -9,18 +9,14 @@ from typing import Any
 
 import orjson
 
-from fhir_hcc.cli.sync import add_registry_argument
+from fhir_hcc.cli.arguments import add_registry_argument
 from fhir_hcc.errors import ConfigError
 
 READ_WAIT = 10  # seconds to wait for a sync's commit before saying the registry is busy
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "registry",
-        help="what the registry's syncs did and how the cohort changed",
-        description="Read the registry that `fhir-hcc sync` writes (nothing is changed).",
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Read the registry that `fhir-hcc sync` writes (nothing is changed)."
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     status = actions.add_parser("status", help="the registry's contents and the last run")
     history = actions.add_parser("history", help="the last runs")

@@ -5,25 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fhir_hcc.cli.analyze import analyze_table, non_negative, write_report
-from fhir_hcc.cli.cohort import add_source_arguments, build_from_args, summary
+from fhir_hcc.cli.analyze import analyze_table, write_report
+from fhir_hcc.cli.arguments import add_source_arguments, add_suppress_argument
+from fhir_hcc.cli.cohort import build_from_args, summary
 from fhir_hcc.output import write_result
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="cohort and analysis in one go: tables, flow, QC, report and figures",
-        description=(
-            "Build the cohort from SOURCE and analyse it, writing cohort.csv, flow.json, qc.csv, "
-            "report.json, report.html, report.md and figures/ into the output directory."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Build the cohort from SOURCE and analyse it, writing cohort.csv, flow.json, qc.csv, "
+        "report.json, report.html, report.md and figures/ into the output directory."
     )
-    add_source_arguments(parser)
+    add_source_arguments(parser, "[cohort] and [analysis]")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    parser.add_argument(
-        "--suppress-below", type=non_negative, metavar="K", help="show counts 1..K-1 as <K"
-    )
+    add_suppress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,9 +29,8 @@ def run(args: argparse.Namespace) -> int:
     cohort = build_from_args(args)
     write_result(cohort, out / "cohort.csv", out / "flow.json", out / "qc.csv")
     # The analysis reads the table as written, exactly as `fhir-hcc analyze` would.
-    config = Path(args.config) if args.config else None
     report = analyze_table(
-        load_cohort(out / "cohort.csv"), config, args.suppress_below, cohort.flow
+        load_cohort(out / "cohort.csv"), args.config, args.suppress_below, cohort.flow
     )
     write_report(
         report, out / "report.json", out / "report.html", out / "report.md", out / "figures"

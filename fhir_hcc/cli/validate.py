@@ -10,18 +10,15 @@ import argparse
 import logging
 
 from fhir_hcc.cli.arguments import add_mappings_argument
+from fhir_hcc.errors import ExitCode
 from fhir_hcc.validate import DEFAULT_CASES, format_result, summary, validate_paths
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "validate",
-        help="check that the mappings turn FHIR test cases into the expected cohort rows",
-        description=(
-            "Run mapping test cases (YAML or JSON files of FHIR resources and the cohort they "
-            "must give; format in docs/validation.md) and show a field-by-field diff for each "
-            "failure."
-        ),
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run mapping test cases (YAML or JSON files of FHIR resources and the cohort they "
+        "must give; format in docs/validation.md) and show a field-by-field diff for each "
+        "failure."
     )
     parser.add_argument(
         "cases",
@@ -47,4 +44,4 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         print(format_result(result))
     print(summary(results))
-    return 0 if all(result.ok for result in results) else 1
+    return ExitCode.OK if all(result.ok for result in results) else ExitCode.CHECKS_FAILED

@@ -8,8 +8,6 @@ cohorts. The default file is `default_path()`: `$FHIR_HCC_REGISTRY`, else
 
 from fhir_hcc.registry.diff import diff_runs
 from fhir_hcc.registry.errors import (
-    EXIT_REGISTRY_BROKEN,
-    EXIT_REGISTRY_BUSY,
     RegistryBusyError,
     RegistryError,
 )
@@ -17,8 +15,6 @@ from fhir_hcc.registry.store import Registry, default_path
 from fhir_hcc.registry.sync import MODES, RegistrySource, SyncSettings, sync
 
 __all__ = [
-    "EXIT_REGISTRY_BROKEN",
-    "EXIT_REGISTRY_BUSY",
     "MODES",
     "Registry",
     "RegistryBusyError",

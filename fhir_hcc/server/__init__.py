@@ -6,9 +6,6 @@
 """
 
 from fhir_hcc.server.errors import (
-    EXIT_AUTH_FAILED,
-    EXIT_INCOMPLETE_DATA,
-    EXIT_SERVER_UNREACHABLE,
     AuthError,
     IncompleteDataError,
     ServerRefusedError,
@@ -19,9 +16,6 @@ from fhir_hcc.server.pull import pull
 from fhir_hcc.server.source import ServerSource, open_server_source
 
 __all__ = [
-    "EXIT_AUTH_FAILED",
-    "EXIT_INCOMPLETE_DATA",
-    "EXIT_SERVER_UNREACHABLE",
     "AuthError",
     "AuthOptions",
     "ClientOptions",

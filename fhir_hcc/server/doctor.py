@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_hcc.errors import FhirHccError
+from fhir_hcc.errors import ExitCode, FhirHccError
 from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import code_lists
 from fhir_hcc.server.client import FhirClient
-from fhir_hcc.server.errors import EXIT_AUTH_FAILED, EXIT_INCOMPLETE_DATA, AuthError
+from fhir_hcc.server.errors import AuthError
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.pull import CANDIDATE_TYPES, PATIENT_TYPES
 
@@ -56,10 +56,10 @@ class DoctorReport:
     def exit_code(self) -> int:
         """0 when a pull can run; otherwise the code the pull would most likely fail with."""
         if self.auth_ok is False:
-            return EXIT_AUTH_FAILED
+            return ExitCode.AUTH_FAILED
         if self.auth_ok is None or any(t.missing or not t.listed for t in self.types):
-            return EXIT_INCOMPLETE_DATA
-        return 0
+            return ExitCode.INCOMPLETE_DATA
+        return ExitCode.OK
 
 
 async def diagnose(

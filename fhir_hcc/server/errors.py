@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-from fhir_hcc.errors import FhirHccError
-
-EXIT_SERVER_UNREACHABLE = 3
-EXIT_AUTH_FAILED = 4
-EXIT_INCOMPLETE_DATA = 5
+from fhir_hcc.errors import ExitCode, FhirHccError
 
 
 class ServerUnreachableError(FhirHccError):
     """No usable answer: connection errors, timeouts or retryable statuses after every retry."""
 
-    exit_code = EXIT_SERVER_UNREACHABLE
+    exit_code = ExitCode.SERVER_UNREACHABLE
 
 
 class AuthError(FhirHccError):
     """Credentials missing, rejected, or a token endpoint that does not issue a token."""
 
-    exit_code = EXIT_AUTH_FAILED
+    exit_code = ExitCode.AUTH_FAILED
 
 
 class IncompleteDataError(FhirHccError):
     """The server answered, but the answer cannot be trusted to be complete."""
 
-    exit_code = EXIT_INCOMPLETE_DATA
+    exit_code = ExitCode.INCOMPLETE_DATA
 
 
 class ServerRefusedError(IncompleteDataError):

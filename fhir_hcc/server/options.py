@@ -1,4 +1,4 @@
-"""Settings of a server connection, from environment variables and command-line flags.
+"""Settings of a server connection, from environment variables (the CLI adds its flags on top).
 
 Options hold no secret values: only the names of the environment variables and the paths of the
 files that hold them. `fhir_hcc.server.auth` reads the secrets when it builds the credentials.
@@ -6,10 +6,9 @@ files that hold them. `fhir_hcc.server.auth` reads the secrets when it builds th
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,88 +117,3 @@ def _convert(name: str, text: str, default: Any) -> Any:
     if name.endswith(("_FILE", "_BUNDLE")):
         return Path(text)
     return text
-
-
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags for everything but secrets; secrets come from FHIR_HCC_* variables or files."""
-    group = parser.add_argument_group("server connection (secrets: environment or files only)")
-    group.add_argument("--auth", choices=AUTH_MODES, help="authentication (env FHIR_HCC_AUTH)")
-    group.add_argument("--token-file", type=Path, help="file holding a bearer token")
-    group.add_argument("--password-file", type=Path, help="file holding the basic-auth password")
-    group.add_argument("--client-id", help="SMART Backend Services client id")
-    group.add_argument("--private-key-file", type=Path, help="SMART signing key: PEM or JWKS")
-    group.add_argument("--key-id", help="kid of the SMART signing key")
-    group.add_argument("--scope", help="SMART scopes (default system/*.read)")
-    group.add_argument("--token-url", help="token endpoint (default: smart-configuration)")
-    group.add_argument("--ca-bundle", type=Path, help="PEM file of trusted CA certificates")
-    group.add_argument(
-        "--insecure", action="store_true", help="do not verify TLS certificates (testing only)"
-    )
-    group.add_argument("--timeout", type=float, help="read timeout per request, seconds")
-    group.add_argument("--concurrency", type=int, help="requests in flight at most (default 4)")
-    group.add_argument("--retries", type=int, help="retries per request (default 5)")
-    group.add_argument("--max-retry-wait", type=float, help="cap on Retry-After, seconds")
-    group.add_argument(
-        "--export-timeout",
-        type=float,
-        help="give up waiting for a bulk export after this many seconds (default 43200: 12 h); "
-        "the next run resumes the same job",
-    )
-    group.add_argument("--page-size", type=int, help="_count per page (default 500)")
-    group.add_argument("--batch-size", type=int, help="patients per request (default 50)")
-    group.add_argument(
-        "--lenient",
-        action="store_true",
-        help="do not send Prefer: handling=strict (unsupported parameters then only warn)",
-    )
-    group.add_argument(
-        "--allow-gaps",
-        action="store_true",
-        help="record paging gaps in the manifest instead of failing",
-    )
-
-
-_AUTH_FLAGS = {
-    "token_file": "token_file",
-    "password_file": "password_file",
-    "client_id": "client_id",
-    "private_key_file": "private_key_file",
-    "key_id": "key_id",
-    "scope": "scope",
-    "token_url": "token_url",
-    "auth": "mode",
-}
-_CLIENT_FLAGS = {
-    "ca_bundle": "ca_bundle",
-    "timeout": "read_timeout",
-    "concurrency": "concurrency",
-    "retries": "max_retries",
-    "max_retry_wait": "max_retry_wait",
-    "export_timeout": "export_timeout",
-    "page_size": "page_size",
-    "batch_size": "batch_size",
-}
-
-
-def options_from_args(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> ClientOptions:
-    """Environment first, then the flags given on the command line."""
-    base = ClientOptions.from_env(environ)
-    auth_changes = _given(args, _AUTH_FLAGS)
-    changes = _given(args, _CLIENT_FLAGS)
-    if getattr(args, "insecure", False):
-        changes["verify_tls"] = False
-    if getattr(args, "lenient", False):
-        changes["strict_handling"] = False
-    if getattr(args, "allow_gaps", False):
-        changes["allow_gaps"] = True
-    return replace(base, auth=replace(base.auth, **auth_changes), **changes)
-
-
-def _given(args: argparse.Namespace, names: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        target: getattr(args, flag)
-        for flag, target in names.items()
-        if getattr(args, flag, None) is not None
-    }

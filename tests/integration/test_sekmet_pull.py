@@ -11,12 +11,12 @@ import orjson
 import pandas as pd
 import pytest
 
-from fhir_hcc.errors import FhirHccError
+from fhir_hcc.errors import ExitCode, FhirHccError
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.server import ClientOptions, IncompleteDataError, ServerSource, pull
 from fhir_hcc.server.auth import NoCredentials
 from fhir_hcc.server.doctor import diagnose, render
-from fhir_hcc.server.errors import EXIT_SERVER_UNREACHABLE, ServerUnreachableError
+from fhir_hcc.server.errors import ServerUnreachableError
 from integration.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -148,7 +148,7 @@ def test_a_server_that_keeps_failing_gives_exit_code_3(fhir_server, tmp_path):
         proxied_base = fhir_server.base_url.replace(fhir_server.origin, proxy.origin)
         with pytest.raises(ServerUnreachableError) as caught:
             run_pull(proxied_base, tmp_path, max_retries=2, backoff_base=0.01, max_retry_wait=0.01)
-    assert caught.value.exit_code == EXIT_SERVER_UNREACHABLE
+    assert caught.value.exit_code == ExitCode.SERVER_UNREACHABLE
 
 
 def test_doctor_reports_a_usable_server(fhir_server):

@@ -23,8 +23,9 @@ import pytest
 from fhir_server import ROOT, SekmetServer, load_bundles, post_transaction
 
 from fhir_hcc import build_cohort
+from fhir_hcc.errors import ExitCode
 from fhir_hcc.mappings import load_mappings
-from fhir_hcc.registry import EXIT_REGISTRY_BUSY, Registry, RegistryError, SyncSettings, sync
+from fhir_hcc.registry import Registry, RegistryError, SyncSettings, sync
 from fhir_hcc.registry.lock import lock_path
 from fhir_hcc.registry.sync import work_folder
 from fhir_hcc.server import ClientOptions, pull
@@ -322,7 +323,7 @@ def test_second_concurrent_sync_refuses(own_server, tmp_path):
         text=True,
         cwd=ROOT,
     )
-    assert second.returncode == EXIT_REGISTRY_BUSY
+    assert second.returncode == ExitCode.REGISTRY_BUSY
     assert f"another sync is running (pid {first.pid}" in second.stderr
     assert first.wait(timeout=60) == 0
     assert [status for _, status in state_of(registry)[2]] == ["ok"]

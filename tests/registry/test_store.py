@@ -12,9 +12,8 @@ import pytest
 
 from fhir_hcc.cli import main
 from fhir_hcc.cohort import build_cohort
-from fhir_hcc.errors import InputError
+from fhir_hcc.errors import ExitCode, InputError
 from fhir_hcc.registry import (
-    EXIT_REGISTRY_BUSY,
     Registry,
     RegistryBusyError,
     RegistryError,
@@ -177,7 +176,7 @@ def test_reading_while_a_sync_commits_says_the_registry_is_busy(tmp_path, monkey
         writer.execute("BEGIN EXCLUSIVE")  # as a sync holds the file while it commits
         code = main(["registry", "status", "--registry", str(path)])
         writer.execute("ROLLBACK")
-    assert code == EXIT_REGISTRY_BUSY
+    assert code == ExitCode.REGISTRY_BUSY
     error = capsys.readouterr().err
     assert f"a sync is writing it (pid {os.getpid()}, started " in error
     assert "Traceback" not in error

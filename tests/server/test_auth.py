@@ -14,12 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fhir_hcc.errors import ExitCode
 from fhir_hcc.server.auth import (
     SmartBackendCredentials,
     build_credentials,
     load_signing_key,
 )
-from fhir_hcc.server.errors import EXIT_AUTH_FAILED, AuthError
+from fhir_hcc.server.errors import AuthError
 from fhir_hcc.server.options import AuthOptions
 from server.conftest import fast_options
 from server.fake_fhir import BASE
@@ -163,7 +164,7 @@ def test_one_reauthentication_on_401(httpx_mock, run_client, tmp_path, rsa_key):
     httpx_mock.add_response(url=PATIENT_URL, status_code=401)
     with pytest.raises(AuthError) as caught:
         run_client(lambda c: c.get_json(PATIENT_URL), credentials=credentials)
-    assert caught.value.exit_code == EXIT_AUTH_FAILED
+    assert caught.value.exit_code == ExitCode.AUTH_FAILED
 
 
 def test_refused_client_is_an_auth_error_without_secrets(httpx_mock, run_client, tmp_path, rsa_key):

@@ -7,11 +7,9 @@ import email.utils
 import httpx
 import pytest
 
-from fhir_hcc.errors import ConfigError
+from fhir_hcc.errors import ConfigError, ExitCode
 from fhir_hcc.server.client import normalise_base_url, retry_after
 from fhir_hcc.server.errors import (
-    EXIT_INCOMPLETE_DATA,
-    EXIT_SERVER_UNREACHABLE,
     AuthError,
     IncompleteDataError,
     ServerRefusedError,
@@ -85,7 +83,7 @@ def test_retries_exhausted_fail_loudly(httpx_mock, run_client, sleeps):
         run_client(get)
     assert "HTTP 503" in str(caught.value)
     assert "gave up after 4 attempts" in str(caught.value)
-    assert caught.value.exit_code == EXIT_SERVER_UNREACHABLE
+    assert caught.value.exit_code == ExitCode.SERVER_UNREACHABLE
     assert len(sleeps.delays) == 3
 
 
@@ -115,7 +113,7 @@ def test_malformed_json_is_retried_then_incomplete(httpx_mock, run_client):
         httpx_mock.add_response(url=URL, content=b"<html>proxy error</html>")
     with pytest.raises(IncompleteDataError, match="not valid JSON") as caught:
         run_client(get)
-    assert caught.value.exit_code == EXIT_INCOMPLETE_DATA
+    assert caught.value.exit_code == ExitCode.INCOMPLETE_DATA
 
 
 def test_operation_outcome_error_is_one_clear_line(httpx_mock, run_client):

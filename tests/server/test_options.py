@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
 
 import pytest
 
 from fhir_hcc.errors import ConfigError
-from fhir_hcc.server.options import (
-    AuthOptions,
-    ClientOptions,
-    add_client_arguments,
-    options_from_args,
-)
+from fhir_hcc.server.options import AuthOptions, ClientOptions
 from fhir_hcc.server.ratelimit import AdaptiveLimiter
 
 
@@ -51,27 +45,6 @@ def test_options_from_environment():
 def test_bad_environment_values(env, message):
     with pytest.raises(ConfigError, match=message):
         ClientOptions.from_env(env)
-
-
-def test_flags_override_the_environment():
-    parser = argparse.ArgumentParser()
-    add_client_arguments(parser)
-    args = parser.parse_args(
-        ["--auth", "bearer", "--token-file", "/run/token", "--batch-size", "10", "--lenient"]
-    )
-    options = options_from_args(args, {"FHIR_HCC_AUTH": "basic", "FHIR_HCC_BATCH_SIZE": "30"})
-    assert options.auth.mode == "bearer"
-    assert options.auth.token_file == Path("/run/token")
-    assert options.batch_size == 10
-    assert options.strict_handling is False
-    assert options_from_args(parser.parse_args([]), {}) == ClientOptions()
-
-
-def test_no_flag_takes_a_secret_value():
-    parser = argparse.ArgumentParser()
-    add_client_arguments(parser)
-    flags = {action.dest for action in parser._actions}
-    assert not flags & {"token", "password", "client_secret", "private_key"}
 
 
 def test_limiter_halves_on_throttle_and_recovers_additively():
