@@ -1,8 +1,8 @@
 """De-identified fixture capture behind `fhir-hcc fixtures capture`.
 
-Pulls a few named patients from a FHIR server (the Patient, their Condition, Procedure,
-MedicationAdministration, Observation and Encounter resources, and the Medications those
-reference) and writes one collection Bundle per patient that a site can commit as a validation
+Pulls a few named patients from a FHIR server (the Patient, their resources of every type the
+mappers read, `fhir_hcc.fhir.types.PATIENT_TYPES`, and the Medications those reference) and
+writes one collection Bundle per patient that a site can commit as a validation
 case. De-identification, all keyed by a secret that never appears on the command line:
 
 - every resource id becomes an HMAC-SHA256 pseudonym of `Type/id`, and every reference is
@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,11 +33,12 @@ from typing import Any
 import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
-from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.fhir.types import PATIENT_TYPES
+from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.paging import SearchRequest, run_search
-from fhir_hcc.server.pull import PATIENT_TYPES
 
 KEY_ENV = "FHIR_HCC_CAPTURE_KEY"
 KEY_FILE_ENV = "FHIR_HCC_CAPTURE_KEY_FILE"
@@ -47,11 +48,6 @@ MIN_SHIFT_DAYS = 30
 MAX_SHIFT_DAYS = 730
 PSEUDONYM_HEX_DIGITS = 24
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_REFERENCE = re.compile(
-    r"^(?:(?P<base>https?://\S+)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
-    r"(?:/_history/[^/]+)?$"
-)
 _FHIR_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?")
 _DATE_IN_TEXT = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 # Elements of date types whose names do not end in Date / DateTime / Instant.
@@ -170,14 +166,12 @@ class Deidentifier:
     def _reference(self, reference: str) -> str | None:
         if reference.startswith("#"):
             return reference  # a contained resource: local to this one
-        match = _REFERENCE.match(reference)
-        if match is None:
+        target = parse_reference(reference)
+        if target is None:
             return None
-        base = match.group("base")
-        if base and base.rstrip("/") != self._base_url:
+        if target.base and target.base.rstrip("/") != self._base_url:
             return None  # another server's resource: not captured, and it may identify
-        resource_type = match.group("type")
-        return f"{resource_type}/{self.pseudonym(resource_type, match.group('id'))}"
+        return f"{target.type}/{self.pseudonym(target.type, target.id)}"
 
 
 def _removed(key: str, value: Any, node: dict[str, Any]) -> bool:
@@ -244,7 +238,7 @@ class Captured:
 
 async def fetch_patient(client: FhirClient, patient_id: str) -> list[dict[str, Any]]:
     """The Patient, its resources of the cohort's types, and the Medications they reference."""
-    if not _ID.fullmatch(patient_id):
+    if parse_reference(f"Patient/{patient_id}") is None:
         raise ConfigError(f"{patient_id!r} is not a FHIR resource id")
     patient = await client.get_json(client.url(f"Patient/{patient_id}"))
     if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
@@ -267,13 +261,13 @@ async def fetch_patient(client: FhirClient, patient_id: str) -> list[dict[str, A
     return list(found.values())
 
 
-def _medication_ids(resources: Any) -> set[str]:
+def _medication_ids(resources: Iterable[dict[str, Any]]) -> set[str]:
     ids = set()
     for resource in resources:
         reference = (resource.get("medicationReference") or {}).get("reference")
-        match = _REFERENCE.match(reference) if isinstance(reference, str) else None
-        if match and match.group("type") == "Medication":
-            ids.add(match.group("id"))
+        target = parse_reference(reference) if isinstance(reference, str) else None
+        if target is not None and target.type == "Medication":
+            ids.add(target.id)
     return ids
 
 
@@ -288,12 +282,9 @@ async def capture(
     environ: Mapping[str, str] | None = None,
 ) -> list[Captured]:
     """Write one de-identified collection Bundle per patient into `out_dir`."""
-    credentials = credentials or build_credentials(
-        options.auth, os.environ if environ is None else environ
-    )
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    async with FhirClient(base_url, options, credentials) as client:
+    async with FhirClient(base_url, options, credentials, environ=environ) as client:
         deidentifier = Deidentifier(key, client.base_url)
         for patient_id in patient_ids:
             resources = await fetch_patient(client, patient_id)

@@ -23,6 +23,7 @@ from fhir_hcc.capture import (
     load_key,
 )
 from fhir_hcc.errors import ConfigError
+from fhir_hcc.fhir.types import PATIENT_TYPES
 from fhir_hcc.models import validation_errors
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.sources import FileSource
@@ -255,8 +256,7 @@ def test_capture_fetches_patient_types_and_medications(httpx_mock: Any, tmp_path
     ]
     assert requests[0] == ("Patient/P01", {})
     searched = {path: params for path, params in requests[1:]}
-    assert set(searched) == {"Condition", "Procedure", "MedicationAdministration", "Observation",
-                             "Encounter", "Medication"}  # fmt: skip
+    assert set(searched) == {*PATIENT_TYPES, "Medication"}  # every type the mappers read
     assert searched["Condition"]["patient"] == "P01"
     assert searched["Medication"]["_id"] == "doxo"
     [item] = written

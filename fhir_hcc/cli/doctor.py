@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from fhir_hcc.cli.arguments import add_client_arguments, add_mappings_argument, client_options
-from fhir_hcc.server.auth import build_credentials
 from fhir_hcc.server.doctor import diagnose, render
 
 
@@ -27,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from fhir_hcc.mappings import load_mappings
 
     options = client_options(args)
-    credentials = build_credentials(options.auth, os.environ)
     search_codes = load_mappings(args.mappings).search_codes()
-    report = asyncio.run(diagnose(args.url, search_codes, options, credentials))
-    print(render(report))
-    return report.exit_code
+    preflight = asyncio.run(diagnose(args.url, search_codes, options))
+    print(render(preflight))
+    return preflight.exit_code

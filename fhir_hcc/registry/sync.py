@@ -10,8 +10,11 @@ Modes:
 - `search-incremental`: the search pull plan for what changed (`_lastUpdated`) since the last
   good run, reaching back `search_overlap` seconds for clock skew; new candidates get their whole
   history; deletions are not seen (a `search` run finds them);
-- `auto` (default): `full` when the CapabilityStatement lists `export`, else `search`;
-  `incremental` likewise becomes `search-incremental` on a server without `$export`.
+- `auto` (default): `full` when the CapabilityStatement offers `$export` at the level the sync
+  needs (system, or Group with `group`; `fhir_hcc.fhir.capability`, as `doctor` says), else
+  `search`; `incremental` likewise becomes `search-incremental` on a server without it.
+
+One client (one connection pool, one read of `/metadata`) serves the whole run.
 
 Safety: a lock allows one sync per registry; the run's `running` row is committed first, the
 data, cohort snapshot and final status in one transaction; the export's status URL and a
@@ -24,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -41,17 +43,18 @@ from fhir_hcc.cohort import build_cohort
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.contract import records
 from fhir_hcc.errors import FhirHccError
+from fhir_hcc.fhir.capability import supports_export
 from fhir_hcc.mappings import load_mappings, mapping_directories
 from fhir_hcc.registry.errors import RegistryError
 from fhir_hcc.registry.ingest import IngestResult, apply_deletions, files_by_type, ingest
 from fhir_hcc.registry.lock import sync_lock
 from fhir_hcc.registry.store import Registry, is_locked
-from fhir_hcc.server.auth import build_credentials
 from fhir_hcc.server.bulk import ExportRequest, run_export, type_filters
 from fhir_hcc.server.client import FhirClient, tool_version
 from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.output import read_manifest
 from fhir_hcc.server.progress import NoProgress, Progress
-from fhir_hcc.server.pull import MANIFEST, Puller, pull
+from fhir_hcc.server.pull import Puller, run_pull
 from fhir_hcc.server.writer import NdjsonWriter
 from fhir_hcc.sources import Item, Origin, ProblemSink
 
@@ -165,18 +168,22 @@ class _Run:
         self.registry = registry
         self.run_id = run_id
         self.progress = progress
-        self.credentials = build_credentials(
-            options.auth, os.environ if environ is None else environ
-        )
+        self.environ = environ
         self.export_dir = work_folder(settings.registry) / "export"
         self.previous = registry.last_run("ok")
         self.pending = False  # whether this run writes an export an interrupted run fetched
 
     def run(self) -> None:
-        started = time.monotonic()
+        asyncio.run(self._run(time.monotonic()))
+
+    async def _run(self, started: float) -> None:
+        async with FhirClient(self.settings.base_url, self.options, environ=self.environ) as client:
+            await self._sync(client, started)
+
+    async def _sync(self, client: FhirClient, started: float) -> None:
         pending = self._pending_export()
         self.pending = pending is not None
-        mode, manifest = pending or asyncio.run(self._fetch())
+        mode, manifest = pending or await self._fetch(client)
         self.registry.begin(self.run_id)
         result = ingest(
             self.registry,
@@ -187,7 +194,7 @@ class _Run:
         apply_deletions(self.registry, manifest.get("deleted", []), result)
         cohort = self._snapshot() if self.settings.snapshot else None
         if mode == "incremental" and cohort is not None:
-            cohort = self._backfill(cohort, result)
+            cohort = await self._backfill(client, cohort, result)
         if cohort is not None:
             self.registry.save_cohort(self.run_id, cohort)
         self.registry.finish_run(self.run_id, self._record(mode, manifest, result, started))
@@ -196,9 +203,8 @@ class _Run:
 
     def _pending_export(self) -> tuple[str, dict[str, Any]] | None:
         """A finished export of this server that a killed run did not get to write."""
-        try:
-            manifest = orjson.loads((self.export_dir / MANIFEST).read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+        manifest = read_manifest(self.export_dir)
+        if manifest is None:
             return None
         if manifest.get("server", {}).get("baseUrl") != self.settings.base_url.rstrip("/"):
             return None
@@ -209,36 +215,34 @@ class _Run:
         log.info("writing the export a previous run fetched but did not write")
         return mode, manifest
 
-    async def _fetch(self) -> tuple[str, dict[str, Any]]:
+    async def _fetch(self, client: FhirClient) -> tuple[str, dict[str, Any]]:
         search_codes = self.mappings.search_codes()
-        async with FhirClient(self.settings.base_url, self.options, self.credentials) as client:
-            mode = await self._mode(client)
-            if mode in ("search", "search-incremental"):
-                incremental = mode == "search-incremental"
-                manifest = await pull(
-                    self.settings.base_url,
-                    search_codes,
-                    self.options,
-                    self.export_dir,
-                    credentials=self.credentials,
-                    progress=self.progress,
-                    since=self._search_since() if incremental else None,
-                    known_patients=sorted(self.registry.hashes("Patient")) if incremental else (),
-                )
-                return mode, manifest
-            request = ExportRequest(
-                type_filters=type_filters(search_codes) if self.settings.type_filter else (),
-                since=self.previous["transaction_time"] if mode == "incremental" else None,
-                group=self.settings.group,
+        mode = await self._mode(client)
+        if mode in ("search", "search-incremental"):
+            incremental = mode == "search-incremental"
+            manifest = await run_pull(
+                client,
+                search_codes,
+                self.export_dir,
+                progress=self.progress,
+                since=self._search_since() if incremental else None,
+                known_patients=sorted(self.registry.hashes("Patient")) if incremental else (),
             )
-            manifest = await run_export(client, request, self.export_dir, progress=self.progress)
             return mode, manifest
+        request = ExportRequest(
+            type_filters=type_filters(search_codes) if self.settings.type_filter else (),
+            since=self.previous["transaction_time"] if mode == "incremental" else None,
+            group=self.settings.group,
+        )
+        manifest = await run_export(client, request, self.export_dir, progress=self.progress)
+        return mode, manifest
 
     async def _mode(self, client: FhirClient) -> str:
         requested = self.settings.mode
         bulk = None
         if requested in ("auto", "incremental"):
-            bulk = _supports_export(await client.get_json(client.url("metadata")))
+            level = "Group" if self.settings.group else "system"
+            bulk = supports_export(await client.capability(), level)
         mode = choose_mode(requested, bulk, self.previous is not None)
         if requested in INCREMENTAL_MODES and mode not in INCREMENTAL_MODES:
             log.info("no earlier successful run: this incremental sync fetches everything")
@@ -256,8 +260,8 @@ class _Run:
         rows = records(result.table)
         return {row["patient_id"]: row for row in rows}
 
-    def _backfill(
-        self, cohort: dict[str, dict[str, Any]], result: IngestResult
+    async def _backfill(
+        self, client: FhirClient, cohort: dict[str, dict[str, Any]], result: IngestResult
     ) -> dict[str, dict[str, Any]]:
         """Patients new to the registry or the cohort get their whole history by search.
 
@@ -270,7 +274,7 @@ class _Run:
         if not patients:
             return cohort
         folder = work_folder(self.settings.registry) / "backfill"
-        files = asyncio.run(self._fetch_patients(patients, folder))
+        files = await self._fetch_patients(client, patients, folder)
         writes = result.writes
         ingest(
             self.registry, self.run_id, files_by_type(folder, files), complete=False, result=result
@@ -278,14 +282,15 @@ class _Run:
         shutil.rmtree(folder, ignore_errors=True)
         return self._snapshot() if result.writes > writes else cohort
 
-    async def _fetch_patients(self, patients: Sequence[str], folder: Path) -> dict[str, str]:
+    async def _fetch_patients(
+        self, client: FhirClient, patients: Sequence[str], folder: Path
+    ) -> dict[str, str]:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         writer = NdjsonWriter(folder)
-        async with FhirClient(self.settings.base_url, self.options, self.credentials) as client:
-            puller = Puller(client, self.mappings.search_codes(), writer, NoProgress())
-            await puller.fetch_patient_data(list(patients))
-            await puller.fetch_medications()
+        puller = Puller(client, self.mappings.search_codes(), writer, NoProgress())
+        await puller.fetch_patient_data(list(patients))
+        await puller.fetch_medications()
         writer.close()
         return writer.file_names()
 
@@ -336,16 +341,6 @@ def mappings_version(extra: Sequence[str | Path] = ()) -> str:
         for path in sorted(Path(directory).glob("*.toml")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def _supports_export(capability: Any) -> bool:
-    if not isinstance(capability, dict):
-        return False
-    return any(
-        operation.get("name") == "export"
-        for rest in capability.get("rest", [])
-        for operation in rest.get("operation", [])
-    )
 
 
 def _complete(manifest: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -188,9 +189,13 @@ def _seconds(value: Any, default: int) -> float:
 
 
 def build_credentials(
-    options: AuthOptions, environ: Mapping[str, str], clock: Callable[[], float] = time.time
+    options: AuthOptions,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Credentials:
-    """Credentials for `options.mode`, reading secrets from `environ` or the named files."""
+    """Credentials for `options.mode`, reading secrets from `environ` (default: the process
+    environment) or the named files."""
+    environ = os.environ if environ is None else environ
     if options.mode == "none":
         return NoCredentials()
     if options.mode == "bearer":

@@ -22,9 +22,7 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
-import os
 import re
 import shutil
 import time
@@ -39,7 +37,9 @@ import httpx
 import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
-from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.fhir.ndjson import UnreadableFile, read_lines
+from fhir_hcc.fhir.types import COHORT_TYPES
+from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import token
 from fhir_hcc.server.client import (
     FhirClient,
@@ -47,24 +47,21 @@ from fhir_hcc.server.client import (
     outcome_summary,
     retry_after,
     status_error,
-    tool_version,
 )
 from fhir_hcc.server.errors import IncompleteDataError
 from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.output import (
+    export_staging,
+    manifest_header,
+    publish,
+    refuse_foreign,
+    request_figures,
+)
 from fhir_hcc.server.progress import NoProgress, Progress
-from fhir_hcc.server.pull import MANIFEST, iso_timestamp, publish
 
 log = logging.getLogger(__name__)
 
-EXPORT_TYPES = (
-    "Patient",
-    "Condition",
-    "Procedure",
-    "MedicationAdministration",
-    "Medication",
-    "Observation",
-    "Encounter",
-)
+EXPORT_TYPES = COHORT_TYPES
 STATE = "bulk-state.json"
 EXPIRED_STATUSES = frozenset({404, 410})
 URL_TOO_LONG = frozenset({414, 431})  # URI Too Long; Request Header Fields Too Large
@@ -375,15 +372,14 @@ def _count_lines(path: Path, url: str, *, gzipped: bool) -> int:
 
 
 def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    try:
+        for number, line in read_lines(path):
             try:
                 yield orjson.loads(line)
             except orjson.JSONDecodeError:
                 raise IncompleteDataError(f"{path.name}:{number}: malformed JSON") from None
+    except UnreadableFile as error:
+        raise IncompleteDataError(f"{path.name}: {error}") from None
 
 
 def _deleted_references(path: Path) -> list[str]:
@@ -431,8 +427,8 @@ async def run_export(
 ) -> dict[str, Any]:
     """Export into `out_dir` with an open client and return the written manifest."""
     started = time.time()
-    staging = staging_folder(out_dir)
-    _refuse_foreign(out_dir)
+    staging = export_staging(out_dir)
+    refuse_foreign(out_dir)
     progress = progress or NoProgress()
     export = _Export(client, request, staging, progress, sleep)
     state = await export.run()
@@ -455,26 +451,12 @@ async def bulk_export(
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """`$export` into `out_dir` (resuming a saved job) and return the manifest."""
-    credentials = credentials or build_credentials(
-        options.auth, os.environ if environ is None else environ
-    )
     try:
-        async with FhirClient(base_url, options, credentials) as client:
+        async with FhirClient(base_url, options, credentials, environ=environ) as client:
             return await run_export(client, request, out_dir, progress=progress)
     finally:
         if progress is not None:
             progress.close()
-
-
-def staging_folder(out_dir: Path) -> Path:
-    """Beside the output, so a reader of `out_dir` never sees half an export."""
-    return out_dir.with_name(f"{out_dir.name}.bulk-partial")
-
-
-def _refuse_foreign(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if any(out_dir.glob("*.ndjson*")) and not (out_dir / MANIFEST).is_file():
-        raise ConfigError(f"{out_dir}: holds NDJSON files that are not a pull; use an empty folder")
 
 
 async def _delete_job(client: FhirClient, status_url: str) -> None:
@@ -499,18 +481,11 @@ def _manifest(
     resumed: bool,
 ) -> dict[str, Any]:
     assert state.manifest is not None
-    finished = time.time()
     counts: dict[str, int] = {}
     for name in files.values():
         resource_type = name.split(".")[0]
         counts[resource_type] = counts.get(resource_type, 0) + state.downloaded[name]
-    return {
-        "tool": {"name": "fhir-hcc", "version": tool_version()},
-        "server": {"baseUrl": client.base_url},
-        "mode": "bulk",
-        "started": iso_timestamp(started),
-        "finished": iso_timestamp(finished),
-        "seconds": round(finished - started, 3),
+    return manifest_header(client, "bulk", started) | {
         "complete": not errors,
         "resumed": resumed,
         "request": _request_key(request),
@@ -520,6 +495,6 @@ def _manifest(
         "files": files,
         "deleted": deleted,
         "errors": errors,
-        "requests": vars(client.stats) | {"lowestConcurrency": client.limiter.lowest},
+        "requests": request_figures(client),
         "gaps": [],
     }

@@ -23,7 +23,8 @@ import httpx
 import orjson
 
 from fhir_hcc.errors import ConfigError
-from fhir_hcc.server.auth import Credentials, NoCredentials
+from fhir_hcc.fhir.capability import statement
+from fhir_hcc.server.auth import Credentials, build_credentials
 from fhir_hcc.server.errors import (
     AuthError,
     IncompleteDataError,
@@ -72,7 +73,11 @@ class _RetryableProblem(Exception):
 
 
 class FhirClient:
-    """One server's connection pool, credentials, limiter and request statistics."""
+    """One server's connection pool, credentials, limiter and request statistics.
+
+    Credentials are built from `options.auth` and `environ` (default: the process environment)
+    unless given; this is the one place that does so.
+    """
 
     def __init__(
         self,
@@ -80,12 +85,15 @@ class FhirClient:
         options: ClientOptions,
         credentials: Credentials | None = None,
         *,
+        environ: Mapping[str, str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
         self.options = options
-        self.credentials = credentials or NoCredentials()
+        self.credentials = credentials or build_credentials(options.auth, environ)
+        self.capability_statement: dict[str, Any] | None = None  # once `capability()` ran
+        self.extra_headers: dict[str, str] = {}  # sent to the server's origin (profile headers)
         self.stats = RequestStats()
         self.limiter = AdaptiveLimiter(options.concurrency)
         self._sleep = sleep
@@ -107,6 +115,12 @@ class FhirClient:
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def capability(self) -> dict[str, Any]:
+        """The server's CapabilityStatement ({} if `/metadata` gave none), read once."""
+        if self.capability_statement is None:
+            self.capability_statement = statement(await self.get_json(self.url("metadata")))
+        return self.capability_statement
 
     def describe(
         self, method: str, url: str, params: Params | None = None, limit: int | None = 160
@@ -278,6 +292,7 @@ class FhirClient:
         headers = {"Prefer": ", ".join(preferences)} if preferences else {}
         # Credentials go only to the server's own origin, never to a host a link points at.
         if _origin(url) == self._origin:
+            headers.update(self.extra_headers)
             headers.update(await self.credentials.headers(self))
         return headers
 

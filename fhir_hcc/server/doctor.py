@@ -9,24 +9,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_hcc.errors import ExitCode, FhirHccError
+from fhir_hcc.fhir import capability as capabilities
+from fhir_hcc.fhir.types import COHORT_TYPES, FETCHED_BY_ID, PATIENT_TYPES
 from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import code_lists
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import AuthError
 from fhir_hcc.server.options import ClientOptions
-from fhir_hcc.server.pull import CANDIDATE_TYPES, PATIENT_TYPES
+from fhir_hcc.server.pull import CANDIDATE_TYPES, CODE_FILTERED_TYPES
 
-# The search parameters the pull sends, per resource type.
-NEEDED_PARAMETERS = {
-    "Patient": ("_id",),
-    "Condition": ("code", "patient"),
-    "Procedure": ("code", "patient"),
-    "MedicationAdministration": ("patient",),
-    "Observation": ("code", "patient"),
-    "Encounter": ("patient",),
-    "Medication": ("_id",),
-}
-ALWAYS_SUPPORTED = {"_id"}  # common to all resources, often not listed per type
+
+def needed_parameters(resource_type: str) -> tuple[str, ...]:
+    """The search parameters the pull sends for a type (what `doctor` checks is listed)."""
+    if resource_type in FETCHED_BY_ID:
+        return ("_id",)
+    by_code = resource_type in CANDIDATE_TYPES or resource_type in CODE_FILTERED_TYPES
+    return ("code", "patient") if by_code else ("patient",)
 
 
 @dataclass
@@ -38,13 +36,15 @@ class TypeSupport:
 
 
 @dataclass
-class DoctorReport:
+class Preflight:
+    """What `doctor` found out about a server before any pull."""
+
     base_url: str
     fhir_version: str | None = None
     software: str = "unknown"
     formats: list[str] = field(default_factory=list)
     types: list[TypeSupport] = field(default_factory=list)
-    export: bool = False
+    export: tuple[str, ...] = ()  # the Bulk Data levels offered
     smart: str = "not checked"
     auth: str = "not checked"
     auth_ok: bool | None = None  # None: the test search failed for another reason
@@ -66,45 +66,34 @@ async def diagnose(
     base_url: str,
     search_codes: Mapping[str, Sequence[tuple[str, str]]],
     options: ClientOptions,
-    credentials: Credentials,
-) -> DoctorReport:
-    async with FhirClient(base_url, options, credentials) as client:
-        report = DoctorReport(client.base_url, batch_size=options.batch_size)
-        _read_capabilities(report, await client.get_json(client.url("metadata")))
-        report.smart = await _smart_configuration(client)
-        report.auth, report.auth_ok, probe = await _check_auth(client)
-        if report.auth_ok:
-            report.paging = _check_paging(probe)
-            report.estimates = await _estimates(client, search_codes)
-    return report
+    credentials: Credentials | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Preflight:
+    async with FhirClient(base_url, options, credentials, environ=environ) as client:
+        preflight = Preflight(client.base_url, batch_size=options.batch_size)
+        _read_capabilities(preflight, await client.capability())
+        preflight.smart = await _smart_configuration(client)
+        preflight.auth, preflight.auth_ok, probe = await _check_auth(client)
+        if preflight.auth_ok:
+            preflight.paging = _check_paging(probe)
+            preflight.estimates = await _estimates(client, search_codes)
+    return preflight
 
 
-def _read_capabilities(report: DoctorReport, capability: Any) -> None:
-    if not isinstance(capability, dict) or capability.get("resourceType") != "CapabilityStatement":
-        report.software = "no CapabilityStatement at /metadata"
-        capability = {}
-    report.fhir_version = capability.get("fhirVersion")
-    software = capability.get("software") or {}
-    report.software = " ".join(str(v) for v in (software.get("name"), software.get("version")) if v)
-    report.formats = [str(f) for f in capability.get("format", [])]
-    resources = {
-        r.get("type"): r
-        for rest in capability.get("rest", [])
-        for r in rest.get("resource", [])
-        if isinstance(r, dict)
-    }
-    for name, needed in NEEDED_PARAMETERS.items():
-        resource = resources.get(name, {})
-        listed = {p.get("name") for p in resource.get("searchParam", [])} | ALWAYS_SUPPORTED
-        missing = [p for p in needed if p not in listed]
-        report.types.append(
-            TypeSupport(name, name in resources, missing, len(resource.get("searchInclude", [])))
-        )
-    system_operations = [
-        op for rest in capability.get("rest", []) for op in rest.get("operation", [])
-    ]
-    type_operations = [op for r in resources.values() for op in r.get("operation", [])]
-    report.export = any(op.get("name") == "export" for op in system_operations + type_operations)
+def _read_capabilities(preflight: Preflight, capability: dict[str, Any]) -> None:
+    if not capability:
+        preflight.software = "no CapabilityStatement at /metadata"
+        return
+    preflight.fhir_version = capabilities.fhir_version(capability)
+    preflight.software = capabilities.software(capability)
+    preflight.formats = [str(f) for f in capability.get("format", [])]
+    resources = capabilities.resources(capability)
+    for name in COHORT_TYPES:
+        listed = capabilities.search_parameters(capability, name)
+        missing = [p for p in needed_parameters(name) if p not in listed]
+        includes = len(resources.get(name, {}).get("searchInclude", []))
+        preflight.types.append(TypeSupport(name, name in resources, missing, includes))
+    preflight.export = capabilities.export_levels(capability)
 
 
 async def _smart_configuration(client: FhirClient) -> str:
@@ -170,21 +159,21 @@ async def _count(
     return total if isinstance(total, int) else None
 
 
-def render(report: DoctorReport) -> str:
-    """The report as aligned text lines."""
+def render(preflight: Preflight) -> str:
+    """The preflight as aligned text lines."""
     lines = [
-        f"server        {report.base_url}",
-        f"FHIR version  {report.fhir_version or 'unknown'}"
-        + ("" if (report.fhir_version or "").startswith("4.") else "  (fhir-hcc expects R4)"),
-        f"software      {report.software or 'unknown'}",
-        f"formats       {', '.join(report.formats) or 'not listed'}",
-        f"bulk $export  {'yes' if report.export else 'no'}",
-        f"SMART config  {report.smart}",
-        f"credentials   {report.auth}",
-        f"paging        {report.paging}",
+        f"server        {preflight.base_url}",
+        f"FHIR version  {preflight.fhir_version or 'unknown'}"
+        + ("" if (preflight.fhir_version or "").startswith("4.") else "  (fhir-hcc expects R4)"),
+        f"software      {preflight.software or 'unknown'}",
+        f"formats       {', '.join(preflight.formats) or 'not listed'}",
+        f"bulk $export  {_export_line(preflight.export)}",
+        f"SMART config  {preflight.smart}",
+        f"credentials   {preflight.auth}",
+        f"paging        {preflight.paging}",
         "resource types the pull searches:",
     ]
-    for support in report.types:
+    for support in preflight.types:
         if not support.listed:
             status = "NOT LISTED in the CapabilityStatement"
         elif support.missing:
@@ -192,22 +181,28 @@ def render(report: DoctorReport) -> str:
         else:
             status = "ok"
         lines.append(f"  {support.name:<26}{status}; {support.includes} _include values")
-    if report.estimates:
+    if preflight.estimates:
         lines.append("estimates (_summary=count):")
-        for name, count in report.estimates.items():
+        for name, count in preflight.estimates.items():
             lines.append(f"  {name:<40}{'unknown' if count is None else count}")
-        lines.append(f"  {_pull_size(report)}")
+        lines.append(f"  {_pull_size(preflight)}")
     return "\n".join(lines)
 
 
-def _pull_size(report: DoctorReport) -> str:
-    by_code = [report.estimates.get(f"{n} with mapping codes") for n in CANDIDATE_TYPES]
+def _export_line(levels: tuple[str, ...]) -> str:
+    if not levels:
+        return "no"
+    return "yes (" + ", ".join(f"{level} level" for level in levels) + ")"
+
+
+def _pull_size(preflight: Preflight) -> str:
+    by_code = [preflight.estimates.get(f"{n} with mapping codes") for n in CANDIDATE_TYPES]
     if None in by_code:
         return "candidate patients: unknown"
     upper = sum(c for c in by_code if c is not None)
-    batches = math.ceil(upper / report.batch_size) if report.batch_size else 0
+    batches = math.ceil(upper / preflight.batch_size) if preflight.batch_size else 0
     searches = batches * (1 + len(PATIENT_TYPES))
     return (
         f"candidate patients: at most {upper}; about {searches} searches "
-        f"in batches of {report.batch_size} (plus paging)"
+        f"in batches of {preflight.batch_size} (plus paging)"
     )

@@ -2,11 +2,11 @@
 
 1. Candidates: Condition and Procedure token searches with the mapping codes, several codes per
    request; the patients they reference are the candidates.
-2. Per batch of candidates (`patient=a,b,c`, sized under the URL limit): Patient, Condition,
-   Procedure, MedicationAdministration, Observation (mapped codes only) and Encounter (for the
-   last-contact date). A server that refuses lists gets `POST [type]/_search`, then one patient
+2. Per batch of candidates (`patient=a,b,c`, sized under the URL limit): the Patient and every
+   type the mappers read of a patient (`fhir_hcc.fhir.types.PATIENT_TYPES`; Observations with
+   mapped codes only). A server that refuses lists gets `POST [type]/_search`, then one patient
    per request; the downgrade sticks for that resource type.
-3. The Medications the administrations reference.
+3. The Medications that the medication administrations, statements and requests reference.
 
 An incremental pull (`since`, `known_patients`) asks only for what changed after `since`
 (`_lastUpdated=gt`): candidates by code, and the resources of the patients the registry already
@@ -21,39 +21,37 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import os
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
-from fhir_hcc.errors import ConfigError, FhirHccError
-from fhir_hcc.server.auth import Credentials, build_credentials
+from fhir_hcc.errors import FhirHccError
+from fhir_hcc.fhir.capability import fhir_version
+from fhir_hcc.fhir.references import Reference, parse_reference, subject_of
+from fhir_hcc.fhir.types import FETCHED_BY_ID, PATIENT_TYPES
+from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import code_lists, pack, token
-from fhir_hcc.server.client import FhirClient, Params, tool_version
+from fhir_hcc.server.client import FhirClient, Params
 from fhir_hcc.server.errors import IncompleteDataError, ServerRefusedError
 from fhir_hcc.server.options import ClientOptions
+from fhir_hcc.server.output import manifest_header, publish, request_figures, search_staging
 from fhir_hcc.server.paging import SearchRequest, SearchResult, Sink, run_search
 from fhir_hcc.server.progress import NoProgress, Progress
 from fhir_hcc.server.writer import NdjsonWriter
 
 log = logging.getLogger(__name__)
 
-CANDIDATE_TYPES = ("Condition", "Procedure")
-PATIENT_TYPES = ("Condition", "Procedure", "MedicationAdministration", "Observation", "Encounter")
-ID_SEARCHED_TYPES = frozenset({"Patient", "Medication"})  # by _id; the others by patient
+CANDIDATE_TYPES = ("Condition", "Procedure")  # their mapping codes make a patient a candidate
 CODE_FILTERED_TYPES = frozenset({"Observation"})  # everything else: all of a patient's resources
-MANIFEST = "manifest.json"
-PARTIAL_DIR = ".pull-partial"
-_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
-_MEDICATION_REFERENCE = re.compile(r"^(?:.*/)?Medication/([A-Za-z0-9\-.]{1,64})$")
+# The types whose `medicationReference` names a Medication to fetch by id.
+MEDICATION_USE_TYPES = frozenset(
+    {"MedicationAdministration", "MedicationStatement", "MedicationRequest"}
+)
 
 
 class Strategy(enum.IntEnum):
@@ -165,7 +163,7 @@ class Puller:
     def _by_ids(
         self, resource_type: str, ids: list[str], extra: Params, post: bool
     ) -> SearchRequest:
-        id_param = "_id" if resource_type in ID_SEARCHED_TYPES else "patient"
+        id_param = "_id" if resource_type in FETCHED_BY_ID else "patient"
         params = [(id_param, ",".join(ids)), *extra, ("_count", self._count)]
         return SearchRequest(resource_type, params, post)
 
@@ -191,14 +189,14 @@ class Puller:
         def write(resource: dict[str, Any], mode: str) -> None:
             if mode == "match":
                 self._check_asked(resource_type, resource, asked)
-            if resource["resourceType"] == "MedicationAdministration":
+            if resource["resourceType"] in MEDICATION_USE_TYPES:
                 self._note_medication(resource)
             self.writer.write(resource)
 
         return write
 
     def _check_asked(self, resource_type: str, resource: dict[str, Any], asked: set[str]) -> None:
-        by_id = resource_type in ID_SEARCHED_TYPES
+        by_id = resource_type in FETCHED_BY_ID
         key = resource["id"] if by_id else self._patient_of(resource)
         if key not in asked:
             what = "was not asked for" if by_id else "belongs to a patient that was not asked for"
@@ -210,12 +208,13 @@ class Puller:
     def _note_medication(self, resource: dict[str, Any]) -> None:
         reference = (resource.get("medicationReference") or {}).get("reference")
         if not isinstance(reference, str) or reference.startswith("#"):
-            return  # a code or a contained Medication: nothing to fetch
-        match = _MEDICATION_REFERENCE.match(reference)
-        if match and self._is_local(reference):
-            self.medication_ids.add(match.group(1))
+            return  # a code or a contained Medication (read in place): nothing to fetch
+        target = parse_reference(reference)
+        if target is not None and target.type == "Medication" and self._is_local(target):
+            self.medication_ids.add(target.id)
         else:
-            self.log.warn(f"MedicationAdministration/{resource['id']}: cannot follow {reference}")
+            what = f"{resource['resourceType']}/{resource['id']}"
+            self.log.warn(f"{what}: cannot follow {reference}")
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -223,15 +222,12 @@ class Puller:
         return str(self.options.page_size)
 
     def _patient_of(self, resource: dict[str, Any]) -> str | None:
-        reference = (resource.get("subject") or resource.get("patient") or {}).get("reference")
-        if not isinstance(reference, str) or not self._is_local(reference):
-            return None
-        match = _PATIENT_REFERENCE.search(reference)
-        return match.group(1) if match else None
+        patient = subject_of(resource)
+        return patient.id if patient is not None and self._is_local(patient) else None
 
-    def _is_local(self, reference: str) -> bool:
-        absolute = reference.startswith(("http://", "https://"))
-        return not absolute or reference.startswith(f"{self.client.base_url}/")
+    def _is_local(self, reference: Reference) -> bool:
+        """Relative, or absolute on this server (another server's resources are not pulled)."""
+        return reference.base in ("", self.client.base_url)
 
     def _code_lists(self, resource_type: str) -> list[str]:
         """Code lists that leave half of the URL length for patient ids."""
@@ -278,6 +274,50 @@ async def _all(coroutines: Iterable[Any]) -> None:
 
 
 # -- the whole pull --------------------------------------------------------------------------
+async def run_pull(
+    client: FhirClient,
+    search_codes: Mapping[str, Sequence[tuple[str, str]]],
+    out_dir: Path,
+    *,
+    progress: Progress | None = None,
+    since: str | None = None,
+    known_patients: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Pull into `out_dir` with an open client and return the written manifest; nothing is
+    left behind on failure.
+
+    With `since`, an incremental pull: what changed after it, for the candidates found by
+    changed resources and for `known_patients`; new candidates get their whole history.
+    """
+    started = time.time()
+    partial = search_staging(out_dir)
+    writer = NdjsonWriter(partial)
+    progress = progress or NoProgress()
+    try:
+        capability = await client.capability()
+        puller = Puller(client, search_codes, writer, progress)
+        _check_fhir_version(capability, puller.log)
+        candidates = await puller.find_candidates(since)
+        known = set(known_patients) if since else set()
+        await puller.fetch_patient_data([p for p in candidates if p not in known])
+        if known:
+            await puller.fetch_patient_data(sorted(known), since)
+        await puller.fetch_medications()
+        writer.close()
+        manifest = manifest_header(client, "search", started) | _manifest(
+            client, puller, candidates, writer
+        )
+        manifest["since"] = since
+        publish(partial, out_dir, manifest)
+    except BaseException:
+        writer.close()
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        progress.close()
+    return manifest
+
+
 async def pull(
     base_url: str,
     search_codes: Mapping[str, Sequence[tuple[str, str]]],
@@ -290,96 +330,30 @@ async def pull(
     since: str | None = None,
     known_patients: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Pull into `out_dir` and return the manifest; nothing is left behind on failure.
-
-    With `since`, an incremental pull: what changed after it, for the candidates found by
-    changed resources and for `known_patients`; new candidates get their whole history.
-    """
-    started = time.time()
-    credentials = credentials or build_credentials(
-        options.auth, os.environ if environ is None else environ
-    )
-    partial = _prepare(out_dir)
-    writer = NdjsonWriter(partial)
-    progress = progress or NoProgress()
-    try:
-        async with FhirClient(base_url, options, credentials) as client:
-            capability = await client.get_json(client.url("metadata"))
-            puller = Puller(client, search_codes, writer, progress)
-            _check_fhir_version(capability, puller.log)
-            candidates = await puller.find_candidates(since)
-            known = set(known_patients) if since else set()
-            await puller.fetch_patient_data([p for p in candidates if p not in known])
-            if known:
-                await puller.fetch_patient_data(sorted(known), since)
-            await puller.fetch_medications()
-        writer.close()
-        manifest = _manifest(client, capability, puller, candidates, writer, options, started)
-        manifest |= {"mode": "search", "since": since}
-        publish(partial, out_dir, manifest)
-    except BaseException:
-        writer.close()
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
-        progress.close()
-    return manifest
+    """`run_pull` with a client of its own (see `run_pull`)."""
+    async with FhirClient(base_url, options, credentials, environ=environ) as client:
+        return await run_pull(
+            client,
+            search_codes,
+            out_dir,
+            progress=progress,
+            since=since,
+            known_patients=known_patients,
+        )
 
 
-def _check_fhir_version(capability: Any, pull_log: PullLog) -> None:
-    version = capability.get("fhirVersion") if isinstance(capability, dict) else None
-    if not isinstance(version, str) or not version.startswith("4."):
+def _check_fhir_version(capability: dict[str, Any], pull_log: PullLog) -> None:
+    version = fhir_version(capability)
+    if version is None or not version.startswith("4."):
         pull_log.warn(f"the server's CapabilityStatement gives FHIR version {version}, not R4")
 
 
-def _prepare(out_dir: Path) -> Path:
-    """A fresh staging folder; refuses a directory of someone else's NDJSON files."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if any(out_dir.glob("*.ndjson")) and not (out_dir / MANIFEST).is_file():
-        raise ConfigError(f"{out_dir}: holds NDJSON files that are not a pull; use an empty folder")
-    partial = out_dir / PARTIAL_DIR
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    return partial
-
-
-def publish(partial: Path, out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Replace a previous pull's files by this one's, manifest last."""
-    previous = out_dir / MANIFEST
-    if previous.is_file():
-        old_files = orjson.loads(previous.read_bytes()).get("files", {}).values()
-        for name in old_files:
-            (out_dir / Path(name).name).unlink(missing_ok=True)
-    for path in partial.iterdir():
-        path.replace(out_dir / path.name)
-    partial.rmdir()
-    staged = out_dir / f"{MANIFEST}.tmp"
-    staged.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    staged.replace(previous)
-
-
 def _manifest(
-    client: FhirClient,
-    capability: Any,
-    puller: Puller,
-    candidates: list[str],
-    writer: NdjsonWriter,
-    options: ClientOptions,
-    started: float,
+    client: FhirClient, puller: Puller, candidates: list[str], writer: NdjsonWriter
 ) -> dict[str, Any]:
-    capability = capability if isinstance(capability, dict) else {}
-    finished = time.time()
+    options = client.options
     gaps = [result.record() for result in puller.log.searches if result.gap]
     return {
-        "tool": {"name": "fhir-hcc", "version": tool_version()},
-        "server": {
-            "baseUrl": client.base_url,
-            "fhirVersion": capability.get("fhirVersion"),
-            "software": capability.get("software"),
-        },
-        "started": iso_timestamp(started),
-        "finished": iso_timestamp(finished),
-        "seconds": round(finished - started, 3),
         "complete": not gaps,
         "options": {
             "auth": options.auth.mode,
@@ -397,15 +371,9 @@ def _manifest(
         "candidates": len(candidates),
         "counts": dict(sorted(writer.counts.items())),
         "files": writer.file_names(),
-        "requests": vars(client.stats) | {"lowestConcurrency": client.limiter.lowest},
+        "requests": request_figures(client),
         "strategies": {name: strategy.label for name, strategy in puller.strategies.items()},
         "queries": [result.record() for result in puller.log.searches],
         "warnings": puller.log.warnings,
         "gaps": gaps,
     }
-
-
-def iso_timestamp(seconds: float) -> str:
-    """UTC to the millisecond: a pull's start bounds the next incremental pull's `_lastUpdated`,
-    and a second-precision bound would skip changes later in that same second."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from fhir_hcc.errors import ExitCode, FhirHccError
+from fhir_hcc.fhir.types import PATIENT_TYPES
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.server import ClientOptions, IncompleteDataError, ServerSource, pull
 from fhir_hcc.server.auth import NoCredentials
@@ -68,7 +69,7 @@ def expected_pull(loaded: dict[tuple[str, str], dict[str, Any]]) -> set[tuple[st
         if kind in ("Condition", "Procedure") and coded(r, kind)
     }
     keys = {key for key in loaded if key[0] == "Patient" and key[1] in candidates}
-    all_of_a_patient = ("Condition", "Procedure", "MedicationAdministration", "Encounter")
+    all_of_a_patient = set(PATIENT_TYPES) - {"Observation"}
     for key, resource in loaded.items():
         wanted = key[0] in all_of_a_patient or (
             key[0] == "Observation" and coded(resource, "Observation")
@@ -76,7 +77,7 @@ def expected_pull(loaded: dict[tuple[str, str], dict[str, Any]]) -> set[tuple[st
         if wanted and patient(resource) in candidates:
             keys.add(key)
     for key in list(keys):
-        if key[0] == "MedicationAdministration":
+        if key[0] in ("MedicationAdministration", "MedicationStatement", "MedicationRequest"):
             reference = (loaded[key].get("medicationReference") or {}).get("reference", "")
             if reference.startswith("Medication/"):
                 keys.add(("Medication", reference.split("/", 1)[1]))

@@ -29,7 +29,8 @@ from fhir_hcc.registry import Registry, RegistryError, SyncSettings, sync
 from fhir_hcc.registry.lock import lock_path
 from fhir_hcc.registry.sync import work_folder
 from fhir_hcc.server import ClientOptions, pull
-from fhir_hcc.server.bulk import ExportRequest, bulk_export, staging_folder, type_filters
+from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
+from fhir_hcc.server.output import export_staging
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_bulk_pull_gives_the_same_cohort_as_a_search_pull(fhir_server, tmp_path)
     from_search = build_cohort(tmp_path / "search").table
     assert len(from_bulk) == 49
     assert from_bulk.equals(from_search)
-    assert not staging_folder(tmp_path / "bulk").exists()
+    assert not export_staging(tmp_path / "bulk").exists()
 
 
 # -- syncs -------------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def test_killed_sync_leaves_the_registry_intact_and_the_next_run_completes(own_s
 
     # Killed while polling: the saved status URL is polled again by the next run.
     process = start_sync(own_server, registry)
-    state = staging_folder(work_folder(registry) / "export") / "bulk-state.json"
+    state = export_staging(work_folder(registry) / "export") / "bulk-state.json"
     wait_for(state.exists, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

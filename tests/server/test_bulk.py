@@ -19,11 +19,11 @@ from fhir_hcc.server.bulk import (
     STATE,
     ExportRequest,
     run_export,
-    staging_folder,
     type_filters,
 )
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import IncompleteDataError, ServerRefusedError
+from fhir_hcc.server.output import export_staging
 from fhir_hcc.sources import FileSource, decode
 from server.conftest import SleepRecorder, fast_options
 from server.fake_fhir import BASE, outcome
@@ -120,7 +120,7 @@ def test_202_loop_honours_retry_after_and_ends_with_delete(httpx_mock, tmp_path)
     kick_off = httpx_mock.get_requests(url=KICK_OFF)[0]
     assert "respond-async" in kick_off.headers["Prefer"]
     assert httpx_mock.get_requests(method="DELETE", url=STATUS)
-    assert not staging_folder(tmp_path / "out").exists()
+    assert not export_staging(tmp_path / "out").exists()
 
 
 def test_retry_after_is_capped_and_missing_retry_after_backs_off(httpx_mock, tmp_path):
@@ -143,7 +143,7 @@ def test_export_timeout_stops_polling_and_the_next_run_polls_the_same_job(httpx_
     with pytest.raises(IncompleteDataError, match=r"not ready after 80 s .*polls the same job"):
         export(tmp_path / "out", sleeps, export_timeout=100.0)
     assert sleeps.delays == [40.0, 40.0]  # a third wait would pass the timeout
-    assert orjson.loads((staging_folder(tmp_path / "out") / STATE).read_bytes())["status_url"] == (
+    assert orjson.loads((export_staging(tmp_path / "out") / STATE).read_bytes())["status_url"] == (
         STATUS
     )
 
@@ -186,7 +186,7 @@ def test_interrupted_export_resumes_its_status_url(httpx_mock, tmp_path):
     httpx_mock.add_response(url=STATUS, status_code=500)
     with pytest.raises(Exception, match="HTTP 500"):
         export(out, SleepRecorder(), max_retries=1)
-    state = orjson.loads((staging_folder(out) / STATE).read_bytes())
+    state = orjson.loads((export_staging(out) / STATE).read_bytes())
     assert state["status_url"] == STATUS
     add_done(httpx_mock)  # the second run polls the saved job: no second kick-off
     add_files(httpx_mock)

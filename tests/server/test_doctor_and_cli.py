@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from fhir_hcc.cli import main
+from fhir_hcc.fhir.types import COHORT_TYPES
 from fhir_hcc.server.auth import NoCredentials
 from fhir_hcc.server.client import RequestStats
-from fhir_hcc.server.doctor import NEEDED_PARAMETERS, diagnose, render
+from fhir_hcc.server.doctor import diagnose, render
 from fhir_hcc.server.progress import LineProgress, RichProgress
 from server.conftest import fast_options
 from server.fake_fhir import BASE, FakeFhirServer
@@ -54,17 +55,17 @@ def test_doctor_report(server):
     report = asyncio.run(diagnose(BASE, SEARCH_CODES, fast_options(), NoCredentials()))
     text = render(report)
     assert "software      FakeFHIR 1.0" in text
-    assert "bulk $export  yes" in text
+    assert "bulk $export  yes (system level)" in text
     assert "SMART config  not advertised (HTTP 404)" in text
     assert "credentials   ok (none)" in text
     assert "paging        ok (next links)" in text
     assert "Observation               missing search parameters: patient" in text
-    assert report.estimates["Condition with mapping codes"] == 2
+    assert report.estimates["Condition with mapping codes"] == 4
     assert report.estimates["Procedure with mapping codes"] == 1
     assert report.estimates["Observation on the server"] == 4
-    assert "candidate patients: at most 3" in text
+    assert "candidate patients: at most 5" in text
     assert report.exit_code == 5
-    assert len(report.types) == len(NEEDED_PARAMETERS)
+    assert [support.name for support in report.types] == list(COHORT_TYPES)
 
 
 def test_doctor_exit_code_for_rejected_credentials(httpx_mock, capsys, monkeypatch):
@@ -84,18 +85,10 @@ def test_cli_pull_writes_ndjson_and_a_manifest(server, tmp_path, capsys):
     out = tmp_path / "pulled"
     assert main(["pull", BASE, "--out", str(out), "--page-size", "2", "--batch-size", "2"]) == 0
     err = capsys.readouterr().err
-    assert "pulled 13 resources for 3 candidate patients" in err
-    assert re.search(r"^fhir-hcc: pull: patient data: \d+ searches for 3 patients$", err, re.M)
+    assert "pulled 21 resources for 5 candidate patients" in err
+    assert re.search(r"^fhir-hcc: pull: patient data: \d+ searches for 5 patients$", err, re.M)
     assert (out / "manifest.json").is_file()
-    assert sorted(p.name for p in out.glob("*.ndjson")) == [
-        "Condition.ndjson",
-        "Encounter.ndjson",
-        "Medication.ndjson",
-        "MedicationAdministration.ndjson",
-        "Observation.ndjson",
-        "Patient.ndjson",
-        "Procedure.ndjson",
-    ]
+    assert sorted(p.stem for p in out.glob("*.ndjson")) == sorted(COHORT_TYPES)
 
 
 def test_cli_pull_exit_codes(httpx_mock, tmp_path, capsys):
