@@ -37,8 +37,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from fhir_hcc.cohort import build_cohort
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.contract import records
