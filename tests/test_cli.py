@@ -75,6 +75,23 @@ def test_strict_validates_against_r4b(tmp_path: Path, capsys: pytest.CaptureFixt
     assert f"{bad}: Patient/p9: birthDate:" in capsys.readouterr().err
 
 
+def test_strict_without_the_validate_extra_names_it(tmp_path: Path) -> None:
+    patient = tmp_path / "patient.json"
+    patient.write_text('{"resourceType":"Patient","id":"p9","birthDate":"1950-01-01"}')
+    code = (  # as after a plain `pip install fhir-hcc`: no fhir.resources, no pydantic
+        "import sys; sys.modules['fhir'] = sys.modules['pydantic'] = None\n"
+        "from fhir_hcc.cli import main\n"
+        f"sys.exit(main(['cohort', {str(patient)!r}, '--out', {str(tmp_path / 'c.csv')!r}, "
+        "'--strict']))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == ExitCode.BAD_INPUT
+    assert run.stderr.splitlines() == [
+        "fhir-hcc: error: validating FHIR R4 structure (--strict) needs fhir.resources, which a "
+        "plain install leaves out: pip install 'fhir-hcc[validate]'"
+    ]
+
+
 def test_missing_source_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cohort", str(tmp_path / "nope"), "--out", str(tmp_path / "c.csv")]) == 2
     assert (
