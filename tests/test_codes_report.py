@@ -43,9 +43,9 @@ source = "site laboratory catalogue"
 """
 
 
-def _generator() -> Any:
+def _builders() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "generate", ROOT / "fixtures/generate_salvage2004.py"
+        "fhir_builders", ROOT / "fixtures/fhir_builders.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
@@ -68,9 +68,9 @@ def reference_rows() -> list[CodeRow]:
 def test_reference_fixtures_map_every_code_but_the_routine_noise(
     reference_rows: list[CodeRow],
 ) -> None:
-    generator = _generator()
-    concepts = [t.code for t in (*generator.VITALS, *generator.LABS)]
-    concepts += generator.COMORBIDITIES.values()
+    builders = _builders()
+    concepts = [t.code for t in (*builders.VITALS, *builders.LABS)]
+    concepts += builders.COMORBIDITIES.values()
     noise = {(coding["system"], coding["code"]) for c in concepts for coding in c["coding"]}
     groups = Counter(row.group for row in reference_rows)
     assert groups["unmapped-local"] == groups["text-only"] == 0
