@@ -1,33 +1,39 @@
-"""Benchmark the cohort stage (`fhir-hcc cohort`) end to end on synthetic NDJSON exports.
+"""Benchmark the cohort step (`fhir-hcc cohort`) on a realistic export, against issue 12's targets.
 
 Usage (from the repository root; no Makefile needed):
 
-    .venv/bin/python bench/cohort_benchmark.py                        # quick set: 100k, 250k
-    .venv/bin/python bench/cohort_benchmark.py --sizes 100k,1m,2m --repeat 5
-    .venv/bin/python bench/cohort_benchmark.py --sizes 1m --cohort-args "--workers 1"
-    .venv/bin/python bench/cohort_benchmark.py --sizes 1m --profile bench/data/cohort-1m.prof
-    .venv/bin/python bench/cohort_benchmark.py --sizes 1m --gzip
-    .venv/bin/python bench/cohort_benchmark.py --data-dir /dev/shm/fhir-hcc-bench --sizes 2m
+    .venv/bin/python bench/cohort_benchmark.py                  # the realistic benchmark, ~5 min
+    .venv/bin/python bench/cohort_benchmark.py --repeat 3       # medians of 3 runs each
+    .venv/bin/python bench/cohort_benchmark.py --quick          # 100k and 200k: a smoke test
+    .venv/bin/python bench/cohort_benchmark.py --shape legacy   # the first benchmark's export
+    .venv/bin/python bench/cohort_benchmark.py --data-dir /dev/shm/fhir-hcc-bench
+    .venv/bin/python bench/cohort_benchmark.py --profile bench/data/cohort-1m.prof
     PYTHONPATH=/tmp/other-checkout .venv/bin/python bench/cohort_benchmark.py   # another version
 
-For each size, the export `bench/data/export-N` (git-ignored; --data-dir to keep it elsewhere) is
-made by `bench/make_export.py` if it is missing or stale. The cohort command then runs in a fresh
-process per size and repetition. The table gives, per size: wall time, median and (best) of the
-runs, interpreter start and imports included; CPU seconds of the command and its workers
-(`os.wait4`); resources per CPU second net of the start-up cost (the same command on an empty
-directory); peak RSS of the largest process and peak PSS of all its processes together (sampled
-from /proc every 0.25 s); and the cohort found against the salvage patients planted, which must
-not be empty. Two floors are timed on the same files in this process: reading lines, and
-`orjson.loads` per line. Every figure is warm-cache: the files are read once, untimed, first.
-With --profile, one more run of the largest size, in one process (`--workers 1`) under cProfile,
-writes a .prof file and prints the top functions. The footer names the fhir_hcc code measured
-(path, commit, uncommitted changes). On a shared machine compare CPU seconds and best times.
+One run measures, side by side on the same files (the export of `bench/make_export.py`, shape
+`hospital` by default; made under `bench/data/` when missing or stale):
+
+- the baseline: one process reading every line of the export and `orjson.loads`-ing it;
+- `fhir-hcc cohort` with the default workers (2 on this machine) and with `--workers 1`, on the
+  smaller size (1 M resources);
+- the same export gzipped (`*.ndjson.gz`, several files per type as servers deliver them);
+- the larger size (2 M) for peak memory, and the growth from 1 M to 2 M;
+- start-up: `fhir-hcc --help`, and `fhir-hcc cohort` on an empty folder;
+- in every run, the cohort found against the salvage patients planted (the same patient ids).
+
+Each cohort run is a fresh process (interpreter start and imports included) measured as one
+process tree: wall and CPU seconds (`os.wait4`), peak RSS of the largest process, peak PSS of
+all its processes (sampled from /proc every 0.25 s). The files are read once, untimed, first:
+every figure is warm-cache. The table is followed by the ratios against issue 12's targets,
+the load average, and the fhir_hcc code measured (path, commit, uncommitted changes).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import dataclasses
 import gzip
 import importlib.util
 import os
@@ -40,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -51,15 +57,18 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_export import (
     DATA_DIR,
-    FORMAT_VERSION,
+    DEFAULT_SHAPE,
     default_directory,
-    make_export,
+    load_shape,
+    mix_table,
     ndjson_files,
     read_manifest,
     resource_count,
 )
 
-QUICK_SIZES = "100k,250k"
+MAKE_EXPORT = Path(__file__).resolve().parent / "make_export.py"
+SIZES = "1m,2m"
+QUICK_SIZES = "100k,200k"
 # The cohort command as `fhir-hcc` runs it; the profiled variant takes the .prof path first.
 CLI = "import sys\nfrom fhir_hcc.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 PROFILED_CLI = (
@@ -71,36 +80,71 @@ PROFILED_CLI = (
     "profiler.dump_stats(out)\n"
     "sys.exit(code)\n"
 )
+# Issue 12's targets.
+TWO_WORKERS_VS_ORJSON = 1.0
+ONE_WORKER_VS_ORJSON = 0.6
+GZIP_VS_PLAIN = 0.7
+PEAK_MB = 1024
+HELP_SECONDS = 0.3
+EMPTY_COHORT_SECONDS = 0.8
 
 
 class BenchmarkError(Exception):
-    """A failed run or an empty cohort; the message is one line."""
+    """A failed run or a cohort other than the one planted; the message is one line."""
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One cohort command: wall and CPU seconds, peak memory in MB, and the cohort it found."""
+    """One command: wall and CPU seconds, peak memory in MB, and the patients it included."""
 
     wall: float
     cpu: float
     peak_mb: float  # RSS of the largest process (the command or one of its workers)
     tree_mb: float  # PSS of all its processes together, sampled
-    included: int
+    included: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
-class SizeResult:
-    resources: int
-    megabytes: float
-    patients: int
-    planted: int
+class Export:
+    directory: Path
+    manifest: dict[str, Any]
+
+    @property
+    def resources(self) -> int:
+        return self.manifest["resources"]
+
+    @property
+    def planted(self) -> frozenset[str]:
+        return frozenset(self.manifest["salvage_ids"])
+
+    @property
+    def files(self) -> list[Path]:
+        return list(ndjson_files(self.directory))
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """The runs of one cohort command on one export."""
+
+    label: str
+    export: Export
     runs: list[Run]
-    lines_per_s: float | None
-    orjson_per_s: float | None
 
     @property
     def wall(self) -> float:
         return statistics.median(run.wall for run in self.runs)
+
+    @property
+    def best(self) -> float:
+        return min(run.wall for run in self.runs)
+
+    @property
+    def rate(self) -> float:
+        return self.export.resources / self.wall
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(run.cpu for run in self.runs)
 
     @property
     def peak_mb(self) -> float:
@@ -112,50 +156,61 @@ class SizeResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Running the cohort command
+# Running a command
 # ---------------------------------------------------------------------------------------------
 
 
+def run_cli(args: list[str], work: Path, profile: Path | None = None) -> Run:
+    """`fhir-hcc ARGS` in a fresh interpreter started in `work`, measured as one process tree."""
+    code = [PROFILED_CLI, str(profile.resolve())] if profile else [CLI]
+    with (work / "stderr.txt").open("w+b") as stderr:
+        start = time.perf_counter()
+        # cwd: with `-c` the working directory comes first on sys.path; a scratch directory
+        # leaves the choice of fhir_hcc to PYTHONPATH and the installed package.
+        process = subprocess.Popen(
+            [sys.executable, "-c", *code, *args],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group, so that a stop reaches workers
+        )
+        sampler = TreeMemory(process.pid)
+        sampler.start()
+        try:
+            # wait4, not RUSAGE_CHILDREN (a maximum over every child so far): this child
+            # and the workers it waited for, CPU summed, ru_maxrss of the largest.
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: leave no run behind
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.killpg(process.pid, signal.SIGTERM)
+                os.waitpid(process.pid, 0)
+            raise
+        finally:
+            tree_mb = sampler.stop()
+        wall = time.perf_counter() - start
+        exit_code = os.waitstatus_to_exitcode(status)
+        if exit_code != 0:
+            stderr.seek(0)
+            last = (stderr.read().decode(errors="replace").strip().splitlines() or ["?"])[-1]
+            raise BenchmarkError(f"fhir-hcc {shlex.join(args[:2])}: exited {exit_code}: {last}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(wall, cpu, usage.ru_maxrss / 1024, tree_mb, frozenset())  # ru_maxrss is in KiB
+
+
 def run_cohort(source: Path, extra: list[str], profile: Path | None = None) -> Run:
-    """`fhir-hcc cohort SOURCE [extra]` in a fresh interpreter, measured as one process tree."""
+    """`fhir-hcc cohort SOURCE --out cohort.csv [extra]`, with the patients it included."""
     with tempfile.TemporaryDirectory(prefix="cohort-bench-") as scratch:
         work = Path(scratch)
-        flow = work / "flow.json"
-        args = ["cohort", str(source), "--out", str(work / "cohort.csv"), "--flow", str(flow)]
-        code = [PROFILED_CLI, str(profile.resolve())] if profile else [CLI]
-        with (work / "stderr.txt").open("w+b") as stderr:
-            start = time.perf_counter()
-            # cwd: with `-c` the working directory comes first on sys.path; a scratch directory
-            # leaves the choice of fhir_hcc to PYTHONPATH and the installed package.
-            process = subprocess.Popen(
-                [sys.executable, "-c", *code, *args, *extra],
-                cwd=work,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,  # its own process group, so that stop() reaches workers
-            )
-            sampler = TreeMemory(process.pid)
-            sampler.start()
-            try:
-                # wait4, not RUSAGE_CHILDREN (a maximum over every child so far): this child
-                # and the workers it waited for, CPU summed, ru_maxrss of the largest.
-                _, status, usage = os.wait4(process.pid, 0)
-            except BaseException:  # interrupted: leave no cohort run behind
-                with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                    os.waitpid(process.pid, 0)
-                raise
-            finally:
-                tree_mb = sampler.stop()
-            wall = time.perf_counter() - start
-            process.returncode = os.waitstatus_to_exitcode(status)
-            if process.returncode != 0:
-                stderr.seek(0)
-                last = (stderr.read().decode(errors="replace").strip().splitlines() or ["?"])[-1]
-                raise BenchmarkError(f"{source}: cohort exited {process.returncode}: {last}")
-        included = orjson.loads(flow.read_bytes())["included"]
-    cpu = usage.ru_utime + usage.ru_stime
-    return Run(wall, cpu, usage.ru_maxrss / 1024, tree_mb, included)  # ru_maxrss is in KiB
+        out = work / "cohort.csv"
+        run = run_cli(["cohort", str(source), "--out", str(out), *extra], work, profile)
+        with out.open(newline="") as handle:
+            included = frozenset(row["patient_id"] for row in csv.DictReader(handle))
+    return dataclasses.replace(run, included=included)
+
+
+def run_help() -> Run:
+    with tempfile.TemporaryDirectory(prefix="cohort-bench-") as scratch:
+        return run_cli(["--help"], Path(scratch))
 
 
 class TreeMemory(threading.Thread):
@@ -208,7 +263,7 @@ def pss_kb(pid: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Floors: the same files, read without the cohort step
+# The baseline: every line through orjson.loads, in this process
 # ---------------------------------------------------------------------------------------------
 
 
@@ -224,7 +279,7 @@ def warm_page_cache(files: list[Path]) -> None:
                 pass
 
 
-def floor_rate(files: list[Path], parse: Callable[[bytes], Any] | None) -> float:
+def lines_per_second(files: list[Path], parse: Callable[[bytes], Any] | None) -> float:
     """Lines per second, reading every file and applying `parse` to each line if given."""
     lines = 0
     start = time.perf_counter()
@@ -238,54 +293,57 @@ def floor_rate(files: list[Path], parse: Callable[[bytes], Any] | None) -> float
 
 
 # ---------------------------------------------------------------------------------------------
-# Exports and the measurement of one size
+# Exports and measurements
 # ---------------------------------------------------------------------------------------------
 
 
-def ensure_export(resources: int, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+def ensure_export(resources: int, compress: bool, args: argparse.Namespace) -> Export:
     """The export of this size, made first if missing or made with other settings."""
-    directory = default_directory(resources, args.gzip, args.patients, args.data_dir)
+    directory = default_directory(resources, compress, args.patients, args.data_dir, args.shape)
     manifest = read_manifest(directory)
     wanted = {
-        "format_version": FORMAT_VERSION,
+        "format_version": load_shape(args.shape)["format_version"],
+        "shape": args.shape,
         "resources": resources,
         "seed": args.seed,
-        "gzip": args.gzip,
+        "gzip": compress,
     }
     if args.patients:
         wanted["patients"] = args.patients
     if manifest is None or any(manifest.get(k) != v for k, v in wanted.items()):
         print(f"generating {directory} ...", file=sys.stderr, flush=True)
-        manifest = make_export(
-            resources, directory, seed=args.seed, compress=args.gzip, patients=args.patients
-        )
-    return directory, manifest
+        # In a process of its own: this one stays small, and the cohort runs it forks with it.
+        command = [sys.executable, str(MAKE_EXPORT), str(resources), "--out", str(directory)]
+        command += ["--shape", args.shape, "--seed", str(args.seed)]
+        command += ["--gzip"] * compress + ["--patients", str(args.patients)] * bool(args.patients)
+        if subprocess.run(command, stdout=subprocess.DEVNULL).returncode != 0:
+            raise BenchmarkError(f"{directory}: make_export failed")
+        manifest = read_manifest(directory)
+        assert manifest is not None
+    return Export(directory, manifest)
 
 
-def measure(resources: int, args: argparse.Namespace) -> SizeResult:
-    directory, manifest = ensure_export(resources, args)
-    files = list(ndjson_files(directory))
-    warm_page_cache(files)
-    lines_rate = orjson_rate = None
-    if not args.no_floors:
-        lines_rate = floor_rate(files, None)
-        orjson_rate = floor_rate(files, orjson.loads)
+def measure(label: str, export: Export, extra: list[str], repeat: int) -> Measured:
     runs = []
-    for _ in range(args.repeat):
-        print(f"cohort run on {resources:,} resources ...", file=sys.stderr, flush=True)
-        runs.append(run_cohort(directory, args.cohort_args))
-    planted = manifest["planted"].get("salvage", 0)
-    if any(run.included == 0 for run in runs):
-        raise BenchmarkError(f"{directory}: the cohort is empty ({planted} salvage planted)")
-    return SizeResult(
-        resources=resources,
-        megabytes=sum(manifest["bytes"].values()) / 1e6,
-        patients=manifest["patients"],
-        planted=planted,
-        runs=runs,
-        lines_per_s=lines_rate,
-        orjson_per_s=orjson_rate,
-    )
+    for _ in range(repeat):
+        print(f"{label}: cohort on {export.resources:,} resources ...", file=sys.stderr, flush=True)
+        run = run_cohort(export.directory, extra)
+        if run.included != export.planted:
+            missing, extra_ids = export.planted - run.included, run.included - export.planted
+            raise BenchmarkError(
+                f"{label}: cohort found {len(run.included)} patients, planted "
+                f"{len(export.planted)}: {len(missing)} missing (e.g. {sorted(missing)[:3]}), "
+                f"{len(extra_ids)} not planted (e.g. {sorted(extra_ids)[:3]})"
+            )
+        runs.append(run)
+    return Measured(label, export, runs)
+
+
+def baseline(export: Export, repeat: int) -> float:
+    """orjson.loads of every line in one process, resources per second (median)."""
+    warm_page_cache(export.files)
+    rates = [lines_per_second(export.files, orjson.loads) for _ in range(repeat)]
+    return statistics.median(rates)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,38 +351,82 @@ def measure(resources: int, args: argparse.Namespace) -> SizeResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def thousands(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate / 1000:,.0f} k"
+def thousands(rate: float) -> str:
+    return f"{rate / 1000:,.0f} k"
 
 
-def table(results: list[SizeResult], startup: Run) -> str:
-    """A Markdown table. Wall time: median and (best) of the runs, as a shared machine slows some
-    runs; the "net" rate leaves out the start-up CPU time (imports, mappings)."""
+def runs_table(rows: list[Measured], orjson_rate: dict[int, float]) -> str:
     header = (
-        "| resources | MB | patients | cohort found / planted | wall s | resources/s | CPU s "
-        "| resources per CPU s, net | peak RSS MB, largest process | peak PSS MB, all processes "
-        "| lines/s | orjson.loads/s |"
+        "| run | resources | MB | cohort found / planted | wall s | resources/s | vs orjson "
+        "| CPU s | resources per CPU s | peak RSS MB, largest process "
+        "| peak PSS MB, all processes |"
     )
-    rows = [header, "|" + "---:|" * (header.count("|") - 1)]
-    for result in results:
-        best = min(run.wall for run in result.runs)
-        cpu = statistics.median(run.cpu for run in result.runs)
-        rate, best_rate = result.resources / result.wall, result.resources / best
-        rows.append(
-            f"| {result.resources:,} | {result.megabytes:,.0f} | {result.patients:,} "
-            f"| {result.runs[0].included} / {result.planted} | {result.wall:.2f} ({best:.2f}) "
-            f"| {thousands(rate)} ({thousands(best_rate)}) | {cpu:.2f} "
-            f"| {thousands(result.resources / max(cpu - startup.cpu, 1e-9))} "
-            f"| {result.peak_mb:,.0f} | {result.tree_mb:,.0f} "
-            f"| {thousands(result.lines_per_s)} | {thousands(result.orjson_per_s)} |"
+    lines = [header, "|---|" + "---:|" * (header.count("|") - 2)]
+    for row in rows:
+        export = row.export
+        size = sum(export.manifest["bytes"].values()) / 1e6
+        baseline_rate = orjson_rate.get(export.resources)
+        versus = f"{row.rate / baseline_rate:.2f}x" if baseline_rate else "-"
+        lines.append(
+            f"| {row.label} | {export.resources:,} | {size:,.0f} "
+            f"| {len(row.runs[0].included)} / {len(export.planted)} "
+            f"| {row.wall:.2f} ({row.best:.2f}) | {thousands(row.rate)} | {versus} "
+            f"| {row.cpu:.2f} | {thousands(export.resources / row.cpu)} "
+            f"| {row.peak_mb:,.0f} | {row.tree_mb:,.0f} |"
         )
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    rows.append(
-        f"\nstart-up (the same command on an empty directory): {startup.wall:.2f} s wall, "
-        f"{startup.cpu:.2f} s CPU, {startup.peak_mb:.0f} MB peak RSS; "
-        f"load average now (1, 5, 15 min): {load} on {os.cpu_count()} CPUs"
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def targets(
+    two: Measured,
+    one: Measured,
+    gz: Measured | None,
+    small: Measured,
+    large: Measured,
+    orjson_rate: float,
+    help_run: Run,
+    empty_run: Run,
+) -> str:
+    lines = ["Against issue 12's targets (ratios of figures measured in this run):"]
+    ratio = two.rate / orjson_rate
+    lines.append(
+        f"- default cohort ({two.label}) {thousands(two.rate)}/s vs one-process orjson.loads "
+        f"{thousands(orjson_rate)}/s: {ratio:.2f}x (target >= {TWO_WORKERS_VS_ORJSON}x): "
+        f"{verdict(ratio >= TWO_WORKERS_VS_ORJSON)}"
     )
-    return "\n".join(rows)
+    ratio = one.rate / orjson_rate
+    lines.append(
+        f"- one worker {thousands(one.rate)}/s: {ratio:.2f}x orjson (target >= "
+        f"{ONE_WORKER_VS_ORJSON}x): {verdict(ratio >= ONE_WORKER_VS_ORJSON)}"
+    )
+    if gz is not None:
+        ratio = gz.rate / two.rate
+        lines.append(
+            f"- gzipped {thousands(gz.rate)}/s: {ratio:.2f}x the uncompressed rate (target >= "
+            f"{GZIP_VS_PLAIN}x): {verdict(ratio >= GZIP_VS_PLAIN)}"
+        )
+    peak = max(large.peak_mb, large.tree_mb)
+    growth = large.tree_mb / small.tree_mb
+    size_ratio = large.export.resources / small.export.resources
+    lines.append(
+        f"- peak memory at {large.export.resources:,} resources: {large.peak_mb:,.0f} MB RSS "
+        f"largest process, {large.tree_mb:,.0f} MB PSS all processes (target < {PEAK_MB} MB): "
+        f"{verdict(peak < PEAK_MB)}; {small.export.resources:,} -> "
+        f"{large.export.resources:,}: PSS x{growth:.2f} for x{size_ratio:.0f} the resources "
+        f"(linear or less: {verdict(growth <= size_ratio)})"
+    )
+    lines.append(
+        f"- start-up: `fhir-hcc --help` {help_run.wall:.2f} s (target < {HELP_SECONDS} s): "
+        f"{verdict(help_run.wall < HELP_SECONDS)}; `fhir-hcc cohort` on an empty folder "
+        f"{empty_run.wall:.2f} s, {empty_run.cpu:.2f} s CPU, {empty_run.peak_mb:.0f} MB "
+        f"(target < {EMPTY_COHORT_SECONDS} s): {verdict(empty_run.wall < EMPTY_COHORT_SECONDS)}"
+    )
+    lines.append("- cohort found = cohort planted (the same patient ids) in every run: met")
+    return "\n".join(lines)
 
 
 def code_under_test() -> str:
@@ -347,6 +449,10 @@ def code_under_test() -> str:
     return f"fhir_hcc from {package} at commit {commit} ({state} fhir_hcc/ and mappings/)"
 
 
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def print_profile(path: Path, limit: int) -> None:
     stats = pstats.Stats(str(path))
     for order in ("tottime", "cumulative"):
@@ -356,18 +462,67 @@ def print_profile(path: Path, limit: int) -> None:
 
 def parse_sizes(text: str) -> list[int]:
     try:
-        return [resource_count(part.strip()) for part in text.split(",") if part.strip()]
+        sizes = sorted(resource_count(part.strip()) for part in text.split(",") if part.strip())
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"--sizes: {error}") from None
+    if len(sizes) != 2:
+        raise argparse.ArgumentTypeError("--sizes: two sizes, e.g. 1m,2m")
+    return sizes
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def benchmark(args: argparse.Namespace) -> Iterator[str]:
+    """The measurements in order; yields the report's parts."""
+    small_size, large_size = args.sizes
+    small = ensure_export(small_size, False, args)
+    large = ensure_export(large_size, False, args)
+    gz = None if args.no_gzip else ensure_export(small_size, True, args)
+    yield f"The export ({args.shape} shape):\n\n{mix_table(small.manifest)}"
+    load_before = load_average()
+    help_run = run_help()
+    with tempfile.TemporaryDirectory(prefix="cohort-empty-") as empty:
+        empty_run = run_cohort(Path(empty), args.cohort_args)
+    print("baseline: orjson.loads of every line ...", file=sys.stderr, flush=True)
+    orjson_rate = {
+        small_size: baseline(small, args.repeat),
+        large_size: baseline(large, args.repeat),
+    }
+    extra = args.cohort_args
+    warm_page_cache(small.files)
+    two = measure("default workers", small, extra, args.repeat)
+    one = measure("--workers 1", small, [*extra, "--workers", "1"], args.repeat)
+    zipped = None
+    if gz is not None:
+        warm_page_cache(gz.files)
+        zipped = measure("gzipped, default workers", gz, extra, args.repeat)
+    warm_page_cache(large.files)
+    big = measure("default workers", large, extra, args.repeat)
+    rows = [two, one, *([zipped] if zipped else []), big]
+    yield runs_table(rows, orjson_rate)
+    yield (
+        "Baseline, one process reading and `orjson.loads`-ing every line: "
+        + ", ".join(f"{n:,} resources {thousands(r)}/s" for n, r in orjson_rate.items())
+    )
+    yield targets(two, one, zipped, two, big, orjson_rate[small_size], help_run, empty_run)
+    yield (
+        f"load average (1, 5, 15 min) before: {load_before}; after: {load_average()}; "
+        f"{os.cpu_count()} CPUs; runs per figure: {args.repeat} (wall: median, (best))"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", type=parse_sizes, default=parse_sizes(QUICK_SIZES),
-        help=f"comma-separated resource counts, e.g. 100k,1m,2m (default {QUICK_SIZES})",
+        "--sizes", type=parse_sizes, default=parse_sizes(SIZES),
+        help=f"two export sizes: the smaller for speed, the larger for memory (default {SIZES})",
     )  # fmt: skip
-    parser.add_argument("--gzip", action="store_true", help="benchmark .ndjson.gz exports")
+    parser.add_argument("--quick", action="store_true", help=f"--sizes {QUICK_SIZES}")
+    parser.add_argument("--shape", default=DEFAULT_SHAPE, help="export shape (bench/shapes/)")
+    parser.add_argument("--no-gzip", action="store_true", help="skip the gzipped export")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -376,40 +531,39 @@ def main(argv: list[str] | None = None) -> int:
         "them in memory, out of reach of disk I/O and page-cache eviction)",
     )
     parser.add_argument("--seed", type=int, default=2004, help="export seed (default 2004)")
-    parser.add_argument(
-        "--patients", type=int, help="same patient count at every size (default N/250)"
-    )
-    parser.add_argument("--repeat", type=int, default=1, help="cohort runs per size (median)")
-    parser.add_argument("--no-floors", action="store_true", help="skip the line/orjson floors")
+    parser.add_argument("--patients", type=int, help="same patient count at both sizes")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median)")
     parser.add_argument(
         "--cohort-args",
         type=shlex.split,
         default=[],
-        help='extra arguments for `fhir-hcc cohort`, e.g. "--workers 1"',
+        help='extra arguments for every `fhir-hcc cohort`, e.g. "--config study.toml"',
     )
-    parser.add_argument("--profile", type=Path, help="also profile the largest size into this")
+    parser.add_argument("--profile", type=Path, help="also profile one worker on the 1 M export")
     parser.add_argument("--top", type=int, default=30, help="functions listed from the profile")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes = parse_sizes(QUICK_SIZES)
     # SIGTERM unwinds like Ctrl-C, so the cohort run in progress is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     try:
         code_before = code_under_test()
-        with tempfile.TemporaryDirectory(prefix="cohort-empty-") as empty:
-            startup = run_cohort(Path(empty), args.cohort_args)
-        results = [measure(size, args) for size in args.sizes]
-        print(table(results, startup))
+        for part in benchmark(args):
+            print(part + "\n", flush=True)
         code_after = code_under_test()
         print(code_after)
         if code_after != code_before:  # others commit to the same checkout while we measure
             print(f"warning: the code changed during the runs; at the start: {code_before}")
         print(f"cohort command arguments: {shlex.join(args.cohort_args) or '(defaults)'}")
         if args.profile:
-            largest = default_directory(max(args.sizes), args.gzip, args.patients, args.data_dir)
-            print(f"profiling {largest} ...", file=sys.stderr, flush=True)
+            small = default_directory(
+                args.sizes[0], False, args.patients, args.data_dir, args.shape
+            )
+            print(f"profiling {small} ...", file=sys.stderr, flush=True)
             # cProfile sees one process: the profiled run maps everything itself.
-            run_cohort(largest, [*args.cohort_args, "--workers", "1"], profile=args.profile)
+            run_cohort(small, [*args.cohort_args, "--workers", "1"], profile=args.profile)
             print_profile(args.profile, args.top)
     except BenchmarkError as error:
         print(f"cohort_benchmark: {error}", file=sys.stderr)

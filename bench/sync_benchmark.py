@@ -95,7 +95,10 @@ def make_changed_exports(export: Path, work: Path) -> tuple[Path, Path]:
 
 # -- one phase, in its own process -------------------------------------------------------------
 def files_of(export: Path) -> dict[str, list[Path]]:
-    return {path.name.split(".")[0]: [path] for path in ndjson_files(export)}
+    grouped: dict[str, list[Path]] = {}
+    for path in ndjson_files(export):
+        grouped.setdefault(path.name.split(".")[0], []).append(path)
+    return grouped
 
 
 def run_phase(phase: str, registry_path: Path, export: Path | None) -> dict[str, Any]:
