@@ -30,3 +30,7 @@ class InputError(FhirHccError):
 
 class ConfigError(FhirHccError):
     """A study configuration or mapping file that cannot be used."""
+
+
+class MissingExtraError(ConfigError):
+    """A feature whose optional packages are not installed; the message names the extra."""

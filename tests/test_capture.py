@@ -24,7 +24,7 @@ from fhir_hcc.capture import (
 )
 from fhir_hcc.errors import ConfigError
 from fhir_hcc.fhir.types import PATIENT_TYPES
-from fhir_hcc.models import validation_errors
+from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.sources import FileSource
 

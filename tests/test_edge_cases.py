@@ -8,16 +8,10 @@ expected failure while it fails, and a test failure once it passes (remove the m
 from pathlib import Path
 
 import pytest
+from case_resources import marked_invalid_resources, valid_fhir_resources
 
-from fhir_hcc.models import validation_errors
-from fhir_hcc.validate import (
-    find_cases,
-    format_result,
-    load_case,
-    marked_invalid_resources,
-    run_case,
-    valid_fhir_resources,
-)
+from fhir_hcc.r4b_check import validation_errors
+from fhir_hcc.validate import find_cases, format_result, load_case, run_case
 
 EDGE_CASES = Path(__file__).resolve().parent.parent / "fixtures" / "edge-cases"
 CASE_FILES = find_cases([EDGE_CASES])

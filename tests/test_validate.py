@@ -4,12 +4,16 @@ Cases are written to tmp_path on top of the shared standard patient of fixtures/
 cohort row is known (patients/standard-patient-full-row.yaml).
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fhir_hcc.cli import main
 from fhir_hcc.validate import (
+    SHIPPED_CASES,
     CaseError,
     find_cases,
     format_result,
@@ -363,12 +367,29 @@ def test_cli_site_mappings_turn_a_failing_local_code_case_into_a_pass(
     assert "mapping directory not found" in capsys.readouterr().err
 
 
-def test_cli_default_is_the_edge_cases_folder(
+def test_cli_default_is_the_shipped_cases_wherever_it_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    cases = tmp_path / "fixtures" / "edge-cases"
-    cases.mkdir(parents=True)
-    write_case(cases, "expect: {rows: {p1: {sex: male}}}\n")
+    assert SHIPPED_CASES == EDGE_CASES  # in a checkout, fhir_hcc/shipped_cases links to them
+    monkeypatch.chdir(tmp_path)  # not the checkout: no repository-relative folder is looked for
     assert main(["validate"]) == 0
-    assert capsys.readouterr().out.startswith("PASS   fixtures/edge-cases/case.yaml")
+    lines = capsys.readouterr().out.splitlines()
+    count = len(find_cases([EDGE_CASES]))
+    assert sum(line.startswith(f"PASS   {EDGE_CASES}{os.sep}") for line in lines) == count
+    assert lines[-1].startswith(f"{count} case(s): {count} passed, 0 failed")
+
+
+def test_a_strict_expectation_without_the_validate_extra_is_not_all_checked() -> None:
+    case = EDGE_CASES / "input" / "truncated-ndjson-line.yaml"  # valid resources first
+    code = (  # as after a plain `pip install fhir-hcc`: no fhir.resources, no pydantic
+        "import sys; sys.modules['fhir'] = sys.modules['pydantic'] = None\n"
+        f"from fhir_hcc.cli import main; sys.exit(main(['validate', {str(case)!r}]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    first, reason, total = run.stdout.splitlines()
+    assert first.startswith(f"SKIP   {case}  ")
+    assert reason.endswith(
+        "needs fhir.resources, which a plain install leaves out: pip install 'fhir-hcc[validate]'"
+    )
+    assert total.endswith(", 1 not all checked (an optional extra is missing: see above)")

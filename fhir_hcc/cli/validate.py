@@ -1,7 +1,8 @@
 """`fhir-hcc validate [CASES...] [--mappings DIR]`: run mapping test cases, diff the failures.
 
-Exit code 0 when every case passes (or fails as its `xfail:` mark says), 1 when any case fails,
-passes despite an `xfail:` mark, or cannot be used, and 2 when no case can be found.
+Exit code 0 when every case passes (or fails as its `xfail:` mark says, or could be checked only
+in part because an optional extra is missing), 1 when any case fails, passes despite an `xfail:`
+mark, or cannot be used, and 2 when no case can be found.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from fhir_hcc.cli.arguments import add_mappings_argument
 from fhir_hcc.errors import ExitCode
-from fhir_hcc.validate import DEFAULT_CASES, format_result, summary, validate_paths
+from fhir_hcc.validate import SHIPPED_CASES, format_result, summary, validate_paths
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "cases",
         metavar="CASES",
         nargs="*",
-        default=[str(DEFAULT_CASES)],
-        help=f"case files or directories of cases (default: {DEFAULT_CASES})",
+        default=[str(SHIPPED_CASES)],
+        help="case files or directories of cases (default: the project's own cases, shipped "
+        "with fhir-hcc)",
     )
     add_mappings_argument(parser)
     parser.set_defaults(func=run)

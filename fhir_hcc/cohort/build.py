@@ -23,7 +23,7 @@ from fhir_hcc.facts import Collected, Note
 from fhir_hcc.inputs import open_source
 from fhir_hcc.mappers import MapContext, map_item
 from fhir_hcc.mappings import Mappings, load_mappings
-from fhir_hcc.models import validation_errors
+from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
     InputProblem,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from fhir_hcc.errors import ConfigError
+from fhir_hcc.errors import MissingExtraError
 
 MISSING_EXTRA = (
     "validating FHIR R4 structure (--strict) needs fhir.resources, which a plain install leaves "
@@ -21,7 +21,7 @@ MISSING_EXTRA = (
 def validation_errors(resource: dict[str, Any]) -> list[tuple[str, str]]:
     """(path, message) for each way a resource fails the R4B model of its type.
 
-    Raises ConfigError naming the `validate` extra when fhir.resources is not installed."""
+    Raises MissingExtraError naming the `validate` extra when fhir.resources is not installed."""
     model = _model(resource.get("resourceType", ""))
     if model is None:
         return [("resourceType", f"no R4B model for {resource.get('resourceType')!r}")]
@@ -39,7 +39,7 @@ def _model(resource_type: str) -> Any:
     try:
         from fhir.resources.R4B import get_fhir_model_class
     except ImportError:
-        raise ConfigError(MISSING_EXTRA) from None
+        raise MissingExtraError(MISSING_EXTRA) from None
     try:
         return get_fhir_model_class(resource_type)
     except (KeyError, ValueError, ImportError, AttributeError):
