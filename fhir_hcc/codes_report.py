@@ -26,16 +26,28 @@ Within a group, the most frequent come first.
 from __future__ import annotations
 
 import csv
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
+
 from fhir_hcc.errors import InputError
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    CodeableReference,
+    Coding,
+    Extension,
+    Resource,
+)
 from fhir_hcc.inputs import is_server_url
+from fhir_hcc.mappers import SCHEMAS
+from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import FileSource, ProblemSink, decode
+from fhir_hcc.sources import FileSource, ProblemSink
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -43,7 +55,8 @@ CSV_COLUMNS = (
     "mapped_by",
 )  # fmt: skip
 
-Extract = Callable[[dict[str, Any], Mappings], Iterable[Any]]  # resource -> CodeableConcepts
+# A typed resource -> the CodeableConcepts at one field.
+Extract = Callable[[Any, Mappings], Iterable[CodeableConcept | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +67,56 @@ class _Field:
     relevant: bool
 
 
+def _fields(schema: type[msgspec.Struct], prefix: tuple[str, ...] = ()) -> Iterator[_Field]:
+    """The coded fields a mapper's struct declares (`reads(...)` metadata), nested ones too."""
+    hints = typing.get_type_hints(schema, include_extras=True)
+    for name in schema.__struct_fields__:
+        hint = hints[name]
+        path = (*prefix, name)
+        meta = _reads(hint)
+        inner = _struct_of(hint)
+        if meta is not None and meta["extensions"]:
+            for key, concepts in meta["extensions"].items():
+                yield _Field(_extension_label(key), _extension_values(key), concepts, True)
+        elif meta is not None:
+            if inner is CodeableReference:
+                path = (*path, "concept")
+            yield _Field(".".join(path), _element(*path), meta["concepts"], not meta["detail"])
+        elif inner is not None and inner not in _DATATYPES and not issubclass(inner, Resource):
+            yield from _fields(inner, path)
+
+
+_DATATYPES = (CodeableConcept, CodeableReference, Extension)
+
+
+def _reads(hint: Any) -> dict[str, Any] | None:
+    if typing.get_origin(hint) is typing.Annotated:
+        for meta in hint.__metadata__:
+            if isinstance(meta, msgspec.Meta) and meta.extra and "concepts" in meta.extra:
+                return meta.extra
+    return None
+
+
+def _struct_of(hint: Any) -> type[msgspec.Struct] | None:
+    """The struct type of an element (`X`, `X | None`, `list[X]`, annotated or not)."""
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    for candidate in (hint, *typing.get_args(hint)):
+        for kind in (candidate, *typing.get_args(candidate)):
+            if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+                return kind
+    return None
+
+
 def _element(*path: str) -> Extract:
     """The CodeableConcept(s) at a path of single or repeating elements."""
 
-    def extract(resource: dict[str, Any], _: Mappings) -> Iterable[Any]:
+    def extract(resource: Any, _: Mappings) -> Iterable[Any]:
         nodes: list[Any] = [resource]
         for key in path:
-            found = []
+            found: list[Any] = []
             for node in nodes:
-                value = node.get(key) if isinstance(node, dict) else None
+                value = getattr(node, key, None)
                 found += value if isinstance(value, list) else [value]
             nodes = [node for node in found if node is not None]
         return nodes
@@ -71,72 +125,21 @@ def _element(*path: str) -> Extract:
 
 
 def _extension_values(key: str) -> Extract:
-    def extract(resource: dict[str, Any], mappings: Mappings) -> Iterable[Any]:
+    def extract(resource: Any, mappings: Mappings) -> Iterable[Any]:
         urls = mappings.extension_urls(key)
-        for extension in resource.get("extension") or []:
-            if isinstance(extension, dict) and extension.get("url", "").split("|")[0] in urls:
-                yield extension.get("valueCodeableConcept")
+        for extension in resource.extension:
+            if (extension.url or "").split("|")[0] in urls:
+                yield extension.valueCodeableConcept
 
     return extract
 
 
-_CONDITION = ("hcc", "hepatitis_b", "hepatitis_c", "recurrence", "transplant")
-_PROCEDURE = ("resection", "y90", "transplant")
-_OBSERVATION = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
-_VALUE = ("results", "hepatitis_b", "death", "recurrence", "pathology", "hcc")
-_DRUG = ("chemotherapy", "y90")
-_MEDICATION_USE = [
-    _Field("medicationCodeableConcept", _element("medicationCodeableConcept"), _DRUG, True),
-    _Field("medication.concept", _element("medication", "concept"), _DRUG, True),
-    _Field("dosage.route", _element("dosage", "route"), ("routes",), False),
-]
-FIELDS: dict[str, list[_Field]] = {
-    "Condition": [
-        _Field("code", _element("code"), _CONDITION, True),
-        _Field(
-            "extension[histologyMorphologyBehavior]",
-            _extension_values("histology_morphology_behavior"),
-            ("hcc",),
-            True,
-        ),
-        _Field("bodySite", _element("bodySite"), ("liver_segments",), False),
-    ],
-    "Procedure": [
-        _Field("code", _element("code"), _PROCEDURE, True),
-        _Field("bodySite", _element("bodySite"), ("liver_segments",), False),
-    ],
-    "MedicationAdministration": _MEDICATION_USE,
-    "MedicationStatement": _MEDICATION_USE,
-    "MedicationRequest": [
-        *_MEDICATION_USE[:2],
-        _Field(
-            "dosageInstruction.route", _element("dosageInstruction", "route"), ("routes",), False
-        ),
-    ],
-    "Medication": [
-        _Field("code", _element("code"), ("chemotherapy",), True),
-        _Field(
-            "ingredient.itemCodeableConcept",
-            _element("ingredient", "itemCodeableConcept"),
-            ("chemotherapy",),
-            True,
-        ),
-    ],
-    "Observation": [
-        _Field("code", _element("code"), _OBSERVATION, True),
-        _Field("valueCodeableConcept", _element("valueCodeableConcept"), _VALUE, False),
-        _Field("interpretation", _element("interpretation"), ("results",), False),
-    ],
-    "Encounter": [
-        _Field(
-            "hospitalization.dischargeDisposition",
-            _element("hospitalization", "dischargeDisposition"),
-            ("death",),
-            False,
-        ),
-    ],
-    "DiagnosticReport": [_Field("code", _element("code"), ("pathology",), True)],
-}
+def _extension_label(key: str) -> str:
+    head, *rest = key.split("_")
+    return f"extension[{head}{''.join(word.title() for word in rest)}]"
+
+
+FIELDS: dict[str, list[_Field]] = {name: list(_fields(schema)) for name, schema in SCHEMAS.items()}
 _FIELD_INDEX = {(rtype, f.name): f for rtype, fields in FIELDS.items() for f in fields}
 
 _Key = tuple[str, str, str, str, str]  # resource type, field, system, code, display
@@ -175,55 +178,49 @@ class CodeRow:
         ]  # fmt: skip
 
 
-def collect_codes(source: str | Path, mappings: Mappings, report: ProblemSink) -> list[CodeRow]:
+def collect_codes(source: str | Path, mappings: Mappings, sink: ProblemSink) -> list[CodeRow]:
     """Count and classify the codes of a file or directory source, in report order.
 
-    Unreadable input goes to `report` (an `InputProblem` each) and is skipped."""
+    Unreadable input goes to `sink` (an `InputProblem` each) and is skipped."""
     if is_server_url(source):
         raise InputError(
             f"{source}: `codes` reads files; pull the server first (fhir-hcc pull, or "
             "fhir-hcc fixtures capture) and pass the folder"
         )
-    counts = count_codes(_resources(FileSource(source), report), mappings)
+    counts = count_codes(_resources(FileSource(source), sink), mappings)
     rows = [_classify(key, count, mappings) for key, count in counts.items()]
     return sorted(rows, key=_order)
 
 
-def count_codes(resources: Iterable[dict[str, Any]], mappings: Mappings) -> Counter[_Key]:
+def count_codes(resources: Iterable[Resource], mappings: Mappings) -> Counter[_Key]:
     """Occurrences of each (type, field, system, code, display), contained resources included."""
     counts: Counter[_Key] = Counter()
     for resource in resources:
-        for inner in (resource, *_contained(resource)):
-            resource_type = inner.get("resourceType", "")
+        for inner in (resource, *getattr(resource, "contained", ())):
+            resource_type = inner.resourceType
             for field in FIELDS.get(resource_type, ()):
                 for concept in field.extract(inner, mappings):
                     counts.update(_keys(resource_type, field.name, concept))
     return counts
 
 
-def _contained(resource: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in resource.get("contained") or [] if isinstance(r, dict)]
-
-
-def _keys(resource_type: str, field: str, concept: Any) -> Iterator[_Key]:
-    if not isinstance(concept, dict):
-        return
-    codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
-    for coding in codings:
+def _keys(resource_type: str, field: str, concept: CodeableConcept) -> Iterator[_Key]:
+    for coding in concept.coding:
         yield (
             resource_type,
             field,
-            str(coding.get("system") or ""),
-            str(coding.get("code") or ""),
-            str(coding.get("display") or ""),
+            coding.system or "",
+            coding.code or "",
+            coding.display or "",
         )
-    if not codings and concept.get("text"):
-        yield resource_type, field, "", "", str(concept["text"])
+    if not concept.coding and concept.text:
+        yield resource_type, field, "", "", concept.text
 
 
-def _resources(source: FileSource, report: ProblemSink) -> Iterator[dict[str, Any]]:
-    for item, origin in source.read(report):
-        resource = decode(item, origin, report) if isinstance(item, bytes) else item
+def _resources(source: FileSource, sink: ProblemSink) -> Iterator[Resource]:
+    reader = Reader(SCHEMAS, sink)
+    for line, origin in source.read(sink):
+        resource = reader.read(line, origin)
         if resource is not None:
             yield resource
 
@@ -231,7 +228,7 @@ def _resources(source: FileSource, report: ProblemSink) -> Iterator[dict[str, An
 def _classify(key: _Key, count: int, mappings: Mappings) -> CodeRow:
     resource_type, field_name, system, code, display = key
     field = _FIELD_INDEX[resource_type, field_name]
-    coding = {"system": system, "code": code}
+    coding = Coding(system, code)
     matches = [m for c in field.concepts if (m := mappings.match_coding(c, coding)) is not None]
     mapped_by = "code" if matches else ""
     if not matches and display:

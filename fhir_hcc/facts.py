@@ -56,6 +56,7 @@ class PatientFacts:
     demographics: Demographics | None = None
     facts: list[Fact] = field(default_factory=list)
     contacts: dict[date, str] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)  # QC rules for the row that no fact carries
 
     def add_contact(self, day: FhirDate | None, source: str) -> None:
         if day is not None and day.precision == "day":
@@ -85,6 +86,7 @@ class Collected:
                 self.patients[patient_id] = record
                 continue
             mine.facts += record.facts
+            mine.flags |= record.flags
             for day, source in record.contacts.items():
                 mine.contacts.setdefault(day, source)
             if mine.demographics is None:

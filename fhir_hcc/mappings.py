@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from fhir_hcc.errors import ConfigError
+from fhir_hcc.fhir.datatypes import CodeableConcept, Coding
 
 # The top-level mappings/ through the package's link to it; a wheel holds a copy there.
 SHIPPED_MAPPINGS = (Path(__file__).parent / "shipped_mappings").resolve()
 # Files that configure matching rather than list a clinical concept.
 _META_FILES = {"systems", "extensions"}
-_NORMALISED_CACHE_SIZE = 200_000
+# Real exports repeat a few thousand distinct codings and displays millions of times: each is
+# normalised and classified once, in caches cleared when they grow past this many entries.
+_CACHE_SIZE = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,9 @@ class Mappings:
         self._systems: dict[str, _System] = {}
         self._concepts: dict[str, _Concept] = {}
         self.extensions: dict[str, frozenset[str]] = {}
-        # Codes repeat across an export: normalise each (system, code) pair once.
         self._normalised: dict[tuple[str, str], tuple[str, str]] = {}
+        self._by_coding: dict[str, dict[Coding, Match | None]] = {}
+        self._by_text: dict[str, dict[str, tuple[int, Match] | None]] = {}
         for directory in self.directories:
             self._load_directory(directory)
 
@@ -148,7 +152,7 @@ class Mappings:
         key = (system or "", code or "")
         found = self._normalised.get(key)
         if found is None:
-            if len(self._normalised) > _NORMALISED_CACHE_SIZE:
+            if len(self._normalised) > _CACHE_SIZE:
                 self._normalised.clear()
             found = self._normalised[key] = self._normalise(*key)
         return found
@@ -161,9 +165,18 @@ class Mappings:
             return system, code.strip()
         return known.canonical, normalise_code(known.normalise, code)
 
-    def match_coding(self, concept: str, coding: dict[str, Any]) -> Match | None:
-        index = self._concept(concept)
-        key = self.normalise(coding.get("system"), coding.get("code"))
+    def match_coding(self, concept: str, coding: Coding) -> Match | None:
+        cache = self._by_coding.get(concept)
+        if cache is None or len(cache) > _CACHE_SIZE:
+            cache = self._by_coding[concept] = {}
+        try:
+            return cache[coding]
+        except KeyError:
+            found = cache[coding] = self._match_coding(self._concept(concept), coding)
+            return found
+
+    def _match_coding(self, index: _Concept, coding: Coding) -> Match | None:
+        key = self.normalise(coding.system, coding.code)
         found = index.exact.get(key)
         if found is not None:
             return found
@@ -173,26 +186,43 @@ class Mappings:
                 return match
         return None
 
-    def match_codings(self, concept: str, codings: Iterable[dict[str, Any]]) -> list[Match]:
+    def match_codings(self, concept: str, codings: Iterable[Coding]) -> list[Match]:
         found = (self.match_coding(concept, coding) for coding in codings)
         return [match for match in found if match is not None]
 
     def match_text(self, concept: str, *texts: str | None) -> Match | None:
-        for pattern, match in self._concept(concept).patterns:
-            if any(text and pattern.search(text) for text in texts):
-                return match
-        return None
+        """The first pattern (in file order) that any of `texts` matches."""
+        best = None
+        for text in texts:
+            if text:
+                found = self._first_pattern(concept, text)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = found
+        return best[1] if best is not None else None
 
-    def classify(self, concept: str, concept_value: dict[str, Any] | None) -> list[Match]:
+    def _first_pattern(self, concept: str, text: str) -> tuple[int, Match] | None:
+        cache = self._by_text.get(concept)
+        if cache is None or len(cache) > _CACHE_SIZE:
+            cache = self._by_text[concept] = {}
+        if text not in cache:
+            patterns = self._concept(concept).patterns
+            found = next(
+                ((i, match) for i, (pattern, match) in enumerate(patterns) if pattern.search(text)),
+                None,
+            )
+            cache[text] = found
+        return cache[text]
+
+    def classify(self, concept: str, value: CodeableConcept | None) -> list[Match]:
         """Match a CodeableConcept: its codings first, its text and displays only as a fallback."""
-        if not concept_value:
+        if value is None:
             return []
-        codings = concept_value.get("coding") or []
-        matches = self.match_codings(concept, codings)
+        matches = self.match_codings(concept, value.coding)
         if matches:
             return matches
-        texts = [concept_value.get("text"), *(coding.get("display") for coding in codings)]
-        text_match = self.match_text(concept, *texts)
+        text_match = self.match_text(
+            concept, value.text, *(coding.display for coding in value.coding)
+        )
         return [text_match] if text_match else []
 
     def table(self, concept: str, name: str) -> dict[str, Any]:

@@ -188,7 +188,7 @@ def test_offsets_differ_between_patients() -> None:
 
 
 def test_reference_bundle_stays_valid_r4(deidentifier: Deidentifier) -> None:
-    resources = [item for item, _ in FileSource(REFERENCE_BUNDLE).read(pytest.fail)]
+    resources = [orjson.loads(item) for item, _ in FileSource(REFERENCE_BUNDLE).read(pytest.fail)]
     bundle = deidentifier.bundle("P01", resources)
     assert bundle["type"] == "collection"
     assert bundle["id"] == deidentifier.pseudonym("Patient", "P01")

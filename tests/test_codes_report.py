@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_hcc.cli import main
@@ -84,8 +85,9 @@ def test_reference_fixtures_map_every_code_but_the_routine_noise(
 def test_reference_counts_and_order(reference_rows: list[CodeRow]) -> None:
     conditions = Counter()
     for item, _ in FileSource(REFERENCE).read(_problems().append):
-        if item["resourceType"] == "Condition":
-            conditions.update((c["system"], c["code"]) for c in item["code"]["coding"])
+        resource = orjson.loads(item)
+        if resource["resourceType"] == "Condition":
+            conditions.update((c["system"], c["code"]) for c in resource["code"]["coding"])
     [hcc] = [r for r in reference_rows if r.field == "code" and r.code == "C22.0"]
     assert (hcc.resource_type, hcc.count, hcc.mapped_to) == (
         "Condition",

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from fhir_hcc.errors import ConfigError
+from fhir_hcc.fhir.datatypes import CodeableConcept, Coding
 from fhir_hcc.mappings import SHIPPED_MAPPINGS, Mappings, load_mappings
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
@@ -35,17 +36,14 @@ def mappings() -> Mappings:
     ],
 )
 def test_hcc_codes_normalised(mappings: Mappings, system: str, code: str, cls: str) -> None:
-    match = mappings.match_coding("hcc", {"system": system, "code": code})
+    match = mappings.match_coding("hcc", Coding(system, code))
     assert match is not None and match.cls == cls and match.via == "code"
 
 
 def test_unknown_code_or_system_does_not_match(mappings: Mappings) -> None:
-    assert mappings.match_coding("hcc", {"system": ICD10, "code": "C25.0"}) is None
-    assert (
-        mappings.match_coding("hcc", {"system": "http://example.org/local", "code": "C22.0"})
-        is None
-    )
-    assert mappings.match_coding("hcc", {"code": "C22.0"}) is None
+    assert mappings.match_coding("hcc", Coding(ICD10, "C25.0")) is None
+    assert mappings.match_coding("hcc", Coding("http://example.org/local", "C22.0")) is None
+    assert mappings.match_coding("hcc", Coding(code="C22.0")) is None
 
 
 def test_system_aliases(mappings: Mappings) -> None:
@@ -53,26 +51,25 @@ def test_system_aliases(mappings: Mappings) -> None:
         "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
         "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
     ):
-        match = mappings.match_coding("y90", {"system": hcpcs, "code": "S2095"})
+        match = mappings.match_coding("y90", Coding(hcpcs, "S2095"))
         assert match is not None and match.cls == "y90"
-    atc_de = {"system": "http://fhir.de/CodeSystem/bfarm/atc", "code": "L01DB01"}
+    atc_de = Coding("http://fhir.de/CodeSystem/bfarm/atc", "L01DB01")
     assert mappings.match_coding("chemotherapy", atc_de).cls == "doxorubicin"  # type: ignore[union-attr]
 
 
 def test_prefix_rows_and_exact_rows_win(mappings: Mappings) -> None:
-    lung = mappings.match_coding("recurrence", {"system": ICD10CM, "code": "C78.01"})
-    liver = mappings.match_coding("recurrence", {"system": ICD10CM, "code": "C78.7"})
+    lung = mappings.match_coding("recurrence", Coding(ICD10CM, "C78.01"))
+    liver = mappings.match_coding("recurrence", Coding(ICD10CM, "C78.7"))
     assert lung is not None and lung.cls == "secondary_extrahepatic"
     assert liver is not None and liver.cls == "secondary_liver"
 
 
 def test_text_is_only_a_fallback(mappings: Mappings) -> None:
-    coded = {
-        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "47120"}],
-        "text": "Right hemihepatectomy",
-    }
+    coded = CodeableConcept(
+        coding=[Coding("http://www.ama-assn.org/go/cpt", "47120")], text="Right hemihepatectomy"
+    )
     assert [m.cls for m in mappings.classify("resection", coded)] == ["minor"]
-    text_only = {"text": "Right hemihepatectomy"}
+    text_only = CodeableConcept(text="Right hemihepatectomy")
     assert [(m.cls, m.via) for m in mappings.classify("resection", text_only)] == [
         ("major", "text")
     ]
@@ -111,9 +108,9 @@ def test_site_directory_adds_codes_and_patterns_first(tmp_path: Path) -> None:
         '[[patterns]]\nclass = "definite"\nregex = "(?i)leberzellkarzinom"\n'
     )
     layered = Mappings([SHIPPED_MAPPINGS, tmp_path])
-    local = layered.match_coding("hcc", {"system": SNOMED, "code": "999999999"})
+    local = layered.match_coding("hcc", Coding(SNOMED, "999999999"))
     assert local is not None and local.cls == "definite"
-    assert layered.match_coding("hcc", {"system": ICD10, "code": "C22.0"}) is not None
+    assert layered.match_coding("hcc", Coding(ICD10, "C22.0")) is not None
     assert layered.match_text("hcc", "Hepatozelluläres Leberzellkarzinom") is not None
 
 

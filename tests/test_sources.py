@@ -6,17 +6,20 @@ from pathlib import Path
 import orjson
 
 from fhir_hcc.inputs import open_source
-from fhir_hcc.sources import FileSource, InputProblem, decode
+from fhir_hcc.mappers import SCHEMAS
+from fhir_hcc.mappers.reading import Reader
+from fhir_hcc.sources import FileSource, InputProblem
 
 
 def read_all(path: Path) -> tuple[list[dict], list[InputProblem]]:
-    """Every resource of a source, NDJSON lines decoded as the mapping stage decodes them."""
+    """Every resource of a source that the mapping stage can read, as JSON objects, and the
+    problems the source and the mapping stage's reader report."""
     problems: list[InputProblem] = []
+    reader = Reader(SCHEMAS, problems.append)
     resources = []
     for item, origin in FileSource(path).read(problems.append):
-        resource = decode(item, origin, problems.append) if isinstance(item, bytes) else item
-        if resource is not None:
-            resources.append(resource)
+        if reader.read(item, origin) is not None:
+            resources.append(orjson.loads(item))
     return resources, problems
 
 
@@ -38,7 +41,10 @@ def test_directory_is_searched_recursively(tmp_path: Path) -> None:
     write_json(tmp_path / "b" / "manifest.json", {"transactionTime": "2026-01-01", "output": []})
     resources, problems = read_all(tmp_path)
     assert sorted(r["id"] for r in resources) == ["c1", "o1", "o2", "p1"]
-    assert problems == []
+    # The manifest is recognised: a note (a warning), not a problem, and not read as data.
+    assert [(p.origin.location, p.warning) for p in problems] == [
+        (str(tmp_path / "b" / "manifest.json"), True)
+    ]
 
 
 def test_bundle_urn_and_absolute_references_become_local(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from fhir_hcc.cohort.derive import FLOW_STEPS, PatientResult, derive_patient
@@ -21,15 +22,16 @@ from fhir_hcc.contract import COLUMNS, EXTRA_COLUMNS, as_types
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
 from fhir_hcc.inputs import open_source
-from fhir_hcc.mappers import MapContext, map_item
+from fhir_hcc.mappers import map_item, mapping_context
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
     InputProblem,
-    NdjsonSlice,
+    Origin,
+    Part,
+    ProblemSink,
     Source,
-    decode,
     partitions,
 )
 
@@ -97,19 +99,25 @@ def collect(
         log.warning("%s", problem)
         problems.append(problem)
 
-    ctx = MapContext(mappings, collected, report, config.zone())
-    for item, origin in source.read(report):
+    ctx = mapping_context(mappings, collected, report, config.zone())
+    for line, origin in source.read(report):
         if strict:  # R4 structure first: a strict run maps only valid resources
-            resource = decode(item, origin, report) if isinstance(item, bytes) else item
-            if resource is None:
-                continue
-            reference = f"{resource['resourceType']}/{resource.get('id', '?')}"
-            for path, message in validation_errors(resource):
-                report(InputProblem(origin, reference, path, message))
-            item = resource
-        map_item(item, origin, ctx)
+            _check_structure(line, origin, report)
+        map_item(line, origin, ctx)
     collected.problems = problems
     return collected
+
+
+def _check_structure(line: bytes, origin: Origin, report: ProblemSink) -> None:
+    """Report how a resource fails its R4B model (JSON it cannot decode is the mappers' report)."""
+    try:
+        resource = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+        reference = f"{resource['resourceType']}/{resource.get('id', '?')}"
+        for path, message in validation_errors(resource):
+            report(InputProblem(origin, reference, path, message, patient=None))
 
 
 # Below this much NDJSON, starting worker processes costs more than it saves.
@@ -120,7 +128,7 @@ def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _parts(source: Source, workers: int | None) -> list[FileSource | NdjsonSlice]:
+def _parts(source: Source, workers: int | None) -> list[Part]:
     """Independent parts of a large file source; [] when one process should read it all."""
     workers = workers or _default_workers()
     if workers < 2 or not isinstance(source, FileSource):
@@ -132,7 +140,7 @@ def _parts(source: Source, workers: int | None) -> list[FileSource | NdjsonSlice
 
 
 def collect_parallel(
-    parts: list[FileSource | NdjsonSlice], mappings: Mappings, config: CohortConfig, workers: int
+    parts: list[Part], mappings: Mappings, config: CohortConfig, workers: int
 ) -> Collected:
     """`collect` over parts in worker processes, merged in reading order: the same result,
     line numbers of problems included, as one process reading the parts in turn."""
@@ -150,9 +158,7 @@ def collect_parallel(
     return collected
 
 
-def _collect_part(
-    job: tuple[FileSource | NdjsonSlice, Mappings, CohortConfig],
-) -> tuple[Collected, int]:
+def _collect_part(job: tuple[Part, Mappings, CohortConfig]) -> tuple[Collected, int]:
     part, mappings, config = job
     found = collect(part, mappings, config)
     return found, getattr(part, "lines", 0)
@@ -166,6 +172,11 @@ def _shifted(problem: InputProblem, offset: int) -> InputProblem:
 
 
 def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
+    problems = collected.problems
+    for problem in problems:  # a resource of theirs was malformed: their row says so
+        record = collected.patients.get(problem.patient or "")
+        if record is not None and not problem.warning:
+            record.flags.add("input_problem")
     merge_replaced_patients(collected)
     patients: dict[str, PatientResult] = {}
     notes: list[Note] = list(collected.notes)
@@ -175,10 +186,9 @@ def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
         notes += evidence.notes
     rows = [_row(result) for result in patients.values() if result.included]
     table = as_types(pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS]))
-    problems = collected.problems
     qc = pd.DataFrame(
         [(n.patient, n.rule, n.source, n.detail) for n in notes]
-        + [("", _problem_rule(p), p.resource or "", str(p)) for p in problems],
+        + [(p.patient or "", _problem_rule(p), p.resource or "", str(p)) for p in problems],
         columns=list(QC_COLUMNS),
     )
     return CohortResult(table, flow_counts(patients, collected), qc, patients, problems)

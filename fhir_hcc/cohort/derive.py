@@ -181,7 +181,7 @@ def _fill_row(
     result.set("sequence_order", group.order or None)
     for column, anchor in (("afp_pre_downstaging", _day(start)), ("afp_pre_surgery", surgery_day)):
         result.set(column, *covariates.latest_afp(anchor, evidence))
-    flags = [note.rule for note in evidence.notes] + (
+    flags = [*(note.rule for note in evidence.notes), *evidence.patient.flags] + (
         ["age_under_18"] if age is not None and age < 18 else []
     )
     if relapse.proxy:

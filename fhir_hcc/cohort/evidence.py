@@ -43,6 +43,7 @@ def merge_replaced_patients(collected: Collected) -> None:
             continue
         target = collected.patient(target_id)
         target.facts.extend(record.facts)
+        target.flags |= record.flags
         for day, source in record.contacts.items():
             target.contacts.setdefault(day, source)
         collected.note(target_id, "patient_merged", f"Patient/{patient_id}", "link replaced-by")

@@ -27,23 +27,53 @@ def open_ndjson(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) for every non-blank line, numbered from 1 with blank lines counted.
+class Lines:
+    """The non-blank lines of an NDJSON file, or of the byte range [start, end) of a plain one
+    (`start` at a line start), as (line number, line); numbers count from 1 within the range,
+    blank lines included, and `count` is how many lines (blank ones too) were read.
 
-    A UTF-8 byte-order mark at the start is dropped; lines keep their line end (JSON decoders
-    take it as whitespace, and not slicing it off spares a copy of every line). A file that
-    cannot be read to its end raises `UnreadableFile` after the lines read before the fault.
+    A UTF-8 byte-order mark at the start of the file is dropped; lines keep their line end
+    (JSON decoders take it as whitespace, and not slicing it off spares a copy of every line).
+    A file that cannot be read to its end raises `UnreadableFile` after the lines before the
+    fault.
     """
-    try:
-        with open_ndjson(path) as handle:
-            first = handle.readline()
-            if first.startswith(codecs.BOM_UTF8):
-                first = first[len(codecs.BOM_UTF8) :]
-            if first.strip():
-                yield 1, first
-            for number, line in enumerate(handle, start=2):
+
+    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
+        if start and path.name.endswith(".gz"):
+            raise ValueError("a gzip file is read whole")
+        self.path, self.start, self.end = path, start, end
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        try:
+            with open_ndjson(self.path) as handle:
+                if self.start:
+                    handle.seek(self.start)
+                yield from self._lines(handle)
+        except (OSError, EOFError, zlib.error) as error:
+            raise UnreadableFile(f"cannot read file: {error}") from None
+
+    def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+        # The hot loop of every file read: local names only, the count written back at the end.
+        ranged = self.end is not None
+        left = (self.end or 0) - self.start
+        number = 0
+        try:
+            for line in handle:
+                if ranged:
+                    if left <= 0:
+                        return
+                    left -= len(line)
+                number += 1
+                if number == 1 and self.start == 0:
+                    line = line.removeprefix(codecs.BOM_UTF8)
                 # The first-byte test spares a strip of every ordinary line.
                 if line[:1] == b"{" or line.strip():
                     yield number, line
-    except (OSError, EOFError, zlib.error) as error:
-        raise UnreadableFile(f"cannot read file: {error}") from None
+        finally:
+            self.count = number
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) for every non-blank line of a whole file (see `Lines`)."""
+    return iter(Lines(path))

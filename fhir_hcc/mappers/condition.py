@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    Extension,
+    Period,
+    Reference,
+    Resource,
+    reads,
+)
 from fhir_hcc.mappers.context import (
     MapContext,
     all_codings,
@@ -13,6 +21,7 @@ from fhir_hcc.mappers.context import (
 )
 
 _DROPPED_VERIFICATION = {"entered-in-error", "refuted"}
+_CODE_CONCEPTS = ("hcc", "hepatitis_b", "hepatitis_c", "recurrence", "transplant")
 _HBV_RESULT = {
     "hbv_condition": "positive",
     "hbsag_positive_finding": "positive",
@@ -20,22 +29,50 @@ _HBV_RESULT = {
 }
 
 
-def map_condition(resource: dict[str, Any], ctx: MapContext) -> None:
+class Condition(Resource, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "patient", "code", "verificationStatus", "clinicalStatus", "recordedDate",
+        "onsetDateTime", "onsetInstant", "onsetPeriod", "onsetDate",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    patient: Reference | None = None  # STU3 and some exporters
+    code: Annotated[
+        CodeableConcept | None,
+        reads("hcc", "hepatitis_b", "hepatitis_c", "recurrence", "transplant"),
+    ] = None
+    verificationStatus: CodeableConcept | None = None
+    clinicalStatus: CodeableConcept | None = None
+    recordedDate: str | None = None
+    onsetDateTime: str | None = None
+    onsetInstant: str | None = None  # not R4: read as written by some exporters
+    onsetPeriod: Period | None = None
+    onsetDate: str | None = None  # not R4, but written by some exporters
+    onsetAge: Any = None  # undated choices: noted, not read
+    onsetRange: Any = None
+    onsetString: Any = None
+    bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
+    extension: Annotated[
+        list[Extension], reads(extensions={"histology_morphology_behavior": ("hcc",)})
+    ] = []
+
+
+def map_condition(resource: Condition, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
-    verification = status_code(resource.get("verificationStatus"))
+    verification = status_code(resource.verificationStatus)
     if verification in _DROPPED_VERIFICATION:
         ctx.skip(patient, f"{verification}_dropped", "verificationStatus")
         return
-    recorded = ctx.date(resource.get("recordedDate"), "recordedDate", patient)
+    recorded = ctx.date(resource.recordedDate, "recordedDate", patient)
     onset = ctx.choice_date(resource, "onset", patient=patient)
     ctx.contact(patient, recorded)
     day = onset or recorded
-    code = resource.get("code")
+    code = resource.code
     mappings = ctx.mappings
-    liver_site = has_liver_site(resource, ctx)
-    clinical = status_code(resource.get("clinicalStatus"))
+    liver_site = has_liver_site(resource.bodySite, ctx)
+    clinical = status_code(resource.clinicalStatus)
     for match in mappings.classify("hcc", code):
         ctx.fact(
             patient,
@@ -48,8 +85,8 @@ def map_condition(resource: dict[str, Any], ctx: MapContext) -> None:
             clinical_status=clinical,
         )
     histology = mappings.extension_urls("histology_morphology_behavior")
-    for extension in extension_values(resource, histology):
-        for match in mappings.classify("hcc", extension.get("valueCodeableConcept")):
+    for extension in extension_values(resource.extension, histology):
+        for match in mappings.classify("hcc", extension.valueCodeableConcept):
             ctx.fact(patient, "hcc", match.cls, day, match, recorded=recorded)
     for match in mappings.classify("hepatitis_b", code):
         if match.cls in _HBV_RESULT:
@@ -62,19 +99,18 @@ def map_condition(resource: dict[str, Any], ctx: MapContext) -> None:
         ctx.fact(patient, "transplant_status", match.cls, day, match)
 
 
-def _secondary_site(cls: str, resource: dict[str, Any], ctx: MapContext) -> str:
-    if cls == "secondary_liver" or has_liver_site(resource, ctx):
+def _secondary_site(cls: str, resource: Condition, ctx: MapContext) -> str:
+    if cls == "secondary_liver" or has_liver_site(resource.bodySite, ctx):
         return "liver"
     sites = ctx.mappings.table("recurrence", "sites")
     prefixes = sorted(
         ((p.replace(".", "").upper(), str(s)) for p, s in sites.items()), reverse=True
     )
-    for coding in all_codings([resource.get("code")]):
-        _, code = ctx.mappings.normalise(coding.get("system"), coding.get("code"))
+    for coding in all_codings([resource.code]):
+        _, code = ctx.mappings.normalise(coding.system, coding.code)
         for prefix, site in prefixes:
             if code.startswith(prefix):
                 return site
-    body = resource.get("bodySite") or []
-    texts = [concept.get("text") for concept in body if isinstance(concept, dict)]
-    displays = [coding.get("display") for coding in all_codings(body)]
+    texts = [concept.text for concept in resource.bodySite]
+    displays = [coding.display for coding in all_codings(resource.bodySite)]
     return next((text for text in (*texts, *displays) if text), "extrahepatic, site not coded")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir_hcc.dates import FhirDate, parse_date
 from fhir_hcc.facts import Collected, Fact
+from fhir_hcc.fhir.datatypes import CodeableConcept, Coding, Extension, Period, Reference, Resource
 from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings, Match
 from fhir_hcc.sources import InputProblem, Origin, ProblemSink
 
@@ -21,35 +24,41 @@ class MapContext:
     """Per-run state handed to mappers: mappings, settings, the fact store and problem reporting."""
 
     def __init__(
-        self, mappings: Mappings, collected: Collected, report: ProblemSink, zone: ZoneInfo | None
+        self,
+        mappings: Mappings,
+        collected: Collected,
+        sink: ProblemSink,
+        zone: ZoneInfo | None,
+        schemas: Mapping[str, type[Resource]],
     ) -> None:
         self.mappings = mappings
         self.collected = collected
-        self.report = report
+        self.sink = sink
         self.zone = zone
+        self.reader = Reader(schemas, sink)
         self.origin = Origin("")
-        self.resource: dict[str, Any] = {}
+        self.resource: Resource = Resource()
         self.ref = ""
+        self.patient: str | None = None  # whose the current resource is, once read
 
-    def start(self, resource: dict[str, Any], origin: Origin) -> None:
+    def start(self, resource: Resource, origin: Origin) -> None:
         self.origin = origin
         self.resource = resource
-        self.ref = f"{resource['resourceType']}/{resource.get('id', '?')}"
+        self.ref = resource.ref
+        self.patient = None
 
     def problem(self, field: str | None, message: str) -> None:
-        self.report(InputProblem(self.origin, self.ref, field, message))
+        self.sink(InputProblem(self.origin, self.ref, field, message, patient=self.patient))
 
     # -- dates -------------------------------------------------------------------------------
-    def date(self, value: Any, field: str, patient: str = "") -> FhirDate | None:
+    def date(self, value: str | None, field: str, patient: str = "") -> FhirDate | None:
         """Parse a date value; bad ones are reported, imputed partial ones noted."""
-        if not isinstance(value, str):
-            if value is not None:
-                self.problem(field, f"expected a date string, got {type(value).__name__}")
+        if value is None:
             return None
         try:
             parsed = parse_date(value, self.zone)
         except ValueError:
-            self.problem(field, f"invalid date {value!r}")
+            self.problem(field, "invalid date")
             return None
         if parsed.imputed and patient:
             self.collected.note(
@@ -57,23 +66,20 @@ class MapContext:
             )
         return parsed
 
-    def choice_date(
-        self, resource: dict[str, Any], *bases: str, patient: str = ""
-    ) -> FhirDate | None:
+    def choice_date(self, resource: Resource, *bases: str, patient: str = "") -> FhirDate | None:
         """The date of a choice element such as effective[x]: dateTime, instant or Period.start."""
         for base in bases:
             for suffix in _DATE_SUFFIXES:
-                value = resource.get(base + suffix)
+                value = getattr(resource, base + suffix, None)
                 if value is None:
                     continue
                 field = f"{base}{suffix}"
-                if suffix == "Period":
-                    start_or_end = value.get("start") or value.get("end")
-                    return self.date(start_or_end, f"{field}.start", patient)
+                if isinstance(value, Period):
+                    return self.date(value.start or value.end, f"{field}.start", patient)
                 return self.date(value, field, patient)
         for base in bases:
             for suffix in _UNDATED_SUFFIXES:
-                if base + suffix in resource:
+                if getattr(resource, base + suffix, None) is not None:
                     if patient:
                         self.collected.note(
                             patient, "unmapped_choice_type", self.ref, f"{base}{suffix} has no date"
@@ -82,18 +88,18 @@ class MapContext:
         return None
 
     # -- references --------------------------------------------------------------------------
-    def patient_id(self, resource: dict[str, Any], *fields: str) -> str | None:
+    def patient_id(self, resource: Resource, *fields: str) -> str | None:
         """The Patient id a resource belongs to; a missing or foreign subject is reported."""
         for field in fields:
-            reference = resource.get(field)
+            reference: Reference | None = getattr(resource, field)
             if reference is None:
                 continue
-            target = reference.get("reference") if isinstance(reference, dict) else None
-            parsed = parse_reference(target) if isinstance(target, str) else None
-            if parsed is None or parsed.type != "Patient":
-                self.problem(f"{field}.reference", f"not a Patient reference: {target!r}")
+            target = parse_reference(reference.reference or "")
+            if target is None or target.type != "Patient":
+                self.problem(f"{field}.reference", "not a Patient reference")
                 return None
-            return parsed.id
+            self.patient = target.id
+            return target.id
         self.problem(fields[0], "no subject: cannot tell whose resource this is")
         return None
 
@@ -126,44 +132,39 @@ class MapContext:
         self.collected.skip(patient, reason, self.ref, detail)
 
 
-def codings(concept: Any) -> list[dict[str, Any]]:
-    if not isinstance(concept, dict):
-        return []
-    found = concept.get("coding")
-    return found if isinstance(found, list) else []
+def codings(concept: CodeableConcept | None) -> list[Coding]:
+    return concept.coding if concept is not None else []
 
 
-def all_codings(concepts: Any) -> list[dict[str, Any]]:
-    """All codings of a list of CodeableConcepts (e.g. bodySite, category)."""
-    if not isinstance(concepts, list):
-        return []
-    return [coding for concept in concepts for coding in codings(concept)]
+def all_codings(concepts: Iterable[CodeableConcept | None]) -> list[Coding]:
+    """All codings of several CodeableConcepts (e.g. bodySite, category)."""
+    return [coding for concept in concepts if concept is not None for coding in concept.coding]
 
 
-def status_code(concept: Any) -> str | None:
+def status_code(concept: CodeableConcept | None) -> str | None:
     for coding in codings(concept):
-        if coding.get("code"):
-            return coding["code"]
+        if coding.code:
+            return coding.code
     return None
 
 
-def extension_values(resource: dict[str, Any], urls: frozenset[str]) -> list[dict[str, Any]]:
-    """The extensions of a resource whose url is one of `urls` (a `|version` suffix ignored)."""
+def extension_values(extensions: list[Extension], urls: frozenset[str]) -> list[Extension]:
+    """The extensions whose url is one of `urls` (a `|version` suffix ignored)."""
     found = []
-    for extension in resource.get("extension") or []:
-        url = extension.get("url", "")
+    for extension in extensions:
+        url = extension.url or ""
         if url in urls or url.split("|", 1)[0] in urls:
             found.append(extension)
     return found
 
 
-def identifier_key(resource: dict[str, Any]) -> str | None:
-    for identifier in resource.get("identifier") or []:
-        if isinstance(identifier, dict) and identifier.get("value"):
-            return f"{identifier.get('system', '')}|{identifier['value']}"
+def identifier_key(resource: Resource) -> str | None:
+    for identifier in resource.identifier:
+        if identifier.value:
+            return f"{identifier.system or ''}|{identifier.value}"
     return None
 
 
-def has_liver_site(resource: dict[str, Any], ctx: MapContext) -> bool:
+def has_liver_site(body_site: list[CodeableConcept], ctx: MapContext) -> bool:
     """A bodySite of the liver or one of its Couinaud segments."""
-    return bool(ctx.mappings.match_codings("liver_segments", all_codings(resource.get("bodySite"))))
+    return bool(ctx.mappings.match_codings("liver_segments", all_codings(body_site)))

@@ -2,42 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, ClassVar
 
+from msgspec import Struct
+
+from fhir_hcc.fhir.datatypes import CodeableConcept, Period, Reference, Resource, reads
 from fhir_hcc.mappers.context import MapContext, codings
 
 _DROPPED = {"entered-in-error", "cancelled"}
 
 
-def map_encounter(resource: dict[str, Any], ctx: MapContext) -> None:
+class Hospitalization(Struct):
+    dischargeDisposition: Annotated[CodeableConcept | None, reads("death", detail=True)] = None
+
+
+class Encounter(Resource, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "patient", "status", "period",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    patient: Reference | None = None
+    status: str | None = None
+    period: Period | None = None
+    hospitalization: Hospitalization | None = None
+
+
+class DiagnosticReport(Resource, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod",
+        "effectiveDate", "conclusion",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    status: str | None = None
+    code: Annotated[CodeableConcept | None, reads("pathology")] = None
+    effectiveDateTime: str | None = None
+    effectiveInstant: str | None = None  # not R4: read as written by some exporters
+    effectivePeriod: Period | None = None
+    effectiveDate: str | None = None
+    conclusion: str | None = None
+
+
+def map_encounter(resource: Encounter, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
-    if resource.get("status") in _DROPPED:
-        ctx.skip(patient, f"{resource['status']}_dropped", "status")
+    if resource.status in _DROPPED:
+        ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
-    period = resource.get("period") or {}
-    end = period.get("end") or period.get("start")
+    period = resource.period
+    end = (period.end or period.start) if period else None
     day = ctx.date(end, "period.end", patient) if end else None
     ctx.contact(patient, day)
-    disposition = (resource.get("hospitalization") or {}).get("dischargeDisposition")
+    disposition = (
+        resource.hospitalization.dischargeDisposition if resource.hospitalization else None
+    )
     for match in ctx.mappings.classify("death", disposition):
         if match.cls == "expired":
             ctx.fact(patient, "death", "dead", day, "discharge disposition: expired")
 
 
-def map_diagnostic_report(resource: dict[str, Any], ctx: MapContext) -> None:
+def map_diagnostic_report(resource: DiagnosticReport, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject")
     if patient is None:
         return
-    if resource.get("status") in _DROPPED:
-        ctx.skip(patient, f"{resource['status']}_dropped", "status")
+    if resource.status in _DROPPED:
+        ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
     day = ctx.choice_date(resource, "effective", patient=patient)
     ctx.contact(patient, day)
     is_pathology = any(
         match.cls == "pathology_report"
-        for match in ctx.mappings.match_codings("pathology", codings(resource.get("code")))
+        for match in ctx.mappings.match_codings("pathology", codings(resource.code))
     )
-    if is_pathology and ctx.mappings.match_text("pathology", resource.get("conclusion")):
+    if is_pathology and ctx.mappings.match_text("pathology", resource.conclusion):
         ctx.fact(patient, "necrosis", "complete", day, "pathology report conclusion text")

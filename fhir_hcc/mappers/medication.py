@@ -7,9 +7,20 @@ R5 `medication` CodeableReference. Codes first, then the drug-name patterns.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, ClassVar
+
+from msgspec import Struct
 
 from fhir_hcc.dates import FhirDate
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    CodeableReference,
+    Period,
+    Quantity,
+    Reference,
+    Resource,
+    reads,
+)
 from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.mappers.context import MapContext
 
@@ -24,23 +35,95 @@ _LEVEL = {
     "MedicationStatement": "statement",
     "MedicationRequest": "request",
 }
+_DRUG = ("chemotherapy", "y90")
 
 
-def map_medication_use(resource: dict[str, Any], ctx: MapContext) -> None:
+class Ingredient(Struct):
+    itemCodeableConcept: Annotated[CodeableConcept | None, reads("chemotherapy")] = None
+
+
+class Medication(Resource, kw_only=True):
+    code: Annotated[CodeableConcept | None, reads("chemotherapy")] = None
+    ingredient: list[Ingredient] = []
+
+
+class Dosage(Struct):
+    route: Annotated[CodeableConcept | None, reads("routes", detail=True)] = None
+    dose: Quantity | None = None  # MedicationAdministration.dosage only
+
+
+class _MedicationUse(Resource, kw_only=True):
+    """What the three kinds of medication use share."""
+
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "patient", "status", "medicationCodeableConcept", "medicationReference",
+        "medication",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    patient: Reference | None = None
+    status: str | None = None
+    medicationCodeableConcept: Annotated[CodeableConcept | None, reads(*_DRUG)] = None
+    medicationReference: Reference | None = None
+    medication: Annotated[CodeableReference | None, reads(*_DRUG)] = None  # R5
+    contained: list[Medication] = []
+
+
+class MedicationAdministration(_MedicationUse, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | {
+        "effectiveDateTime", "effectivePeriod", "occurenceDateTime", "occurencePeriod",
+    }  # fmt: skip
+
+    effectiveDateTime: str | None = None
+    effectivePeriod: Period | None = None
+    occurenceDateTime: str | None = None  # R5 (spelled so in R5)
+    occurencePeriod: Period | None = None
+    dosage: Dosage | None = None
+
+    @property
+    def dosages(self) -> list[Dosage]:
+        return [self.dosage] if self.dosage is not None else []
+
+
+class MedicationStatement(_MedicationUse, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | {
+        "effectiveDateTime", "effectivePeriod",
+    }  # fmt: skip
+
+    effectiveDateTime: str | None = None
+    effectivePeriod: Period | None = None
+    dosage: list[Dosage] = []
+
+    @property
+    def dosages(self) -> list[Dosage]:
+        return self.dosage
+
+
+class MedicationRequest(_MedicationUse, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | {"authoredOn"}
+
+    authoredOn: str | None = None
+    dosageInstruction: list[Dosage] = []
+
+    @property
+    def dosages(self) -> list[Dosage]:
+        return self.dosageInstruction
+
+
+MedicationUse = MedicationAdministration | MedicationStatement | MedicationRequest
+
+
+def map_medication_use(resource: MedicationUse, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
-    resource_type = resource["resourceType"]
-    if resource_type == "MedicationRequest":
-        day = (
-            ctx.date(resource.get("authoredOn"), "authoredOn", patient)
-            if "authoredOn" in resource
-            else None
-        )
+    resource_type = resource.resourceType
+    if isinstance(resource, MedicationRequest):
+        day = ctx.date(resource.authoredOn, "authoredOn", patient)
     else:
         day = ctx.choice_date(resource, "effective", "occurence", patient=patient)
-    status = resource.get("status")
-    if resource_type == "MedicationAdministration":
+    status = resource.status
+    if isinstance(resource, MedicationAdministration):
         ctx.contact(patient, day)
     drugs, pending = _drugs(resource, ctx)
     if not drugs and pending is None:
@@ -68,40 +151,43 @@ def map_medication_use(resource: dict[str, Any], ctx: MapContext) -> None:
 
 
 def _map_y90_as_medication(
-    patient: str, resource: dict[str, Any], day: FhirDate | None, status: Any, ctx: MapContext
+    patient: str,
+    resource: MedicationUse,
+    day: FhirDate | None,
+    status: str | None,
+    ctx: MapContext,
 ) -> None:
     """Y-90 microspheres are devices, but may be charted as a medication given (2.6)."""
-    concept = resource.get("medicationCodeableConcept")
+    concept = resource.medicationCodeableConcept
     found = [m for m in ctx.mappings.classify("y90", concept) if m.cls == "y90"]
-    if found and status in _GIVEN[resource["resourceType"]]:
+    if found and status in _GIVEN[resource.resourceType]:
         ctx.fact(patient, "y90", "y90", day, found[0])
 
 
-def map_medication(resource: dict[str, Any], ctx: MapContext) -> None:
+def map_medication(resource: Medication, ctx: MapContext) -> None:
     """A Medication resource: remember its drug classes for administrations referencing it."""
-    medication_id = resource.get("id")
-    if medication_id:
-        ctx.collected.medications[medication_id] = medication_classes(resource, ctx)
+    if resource.id:
+        ctx.collected.medications[resource.id] = medication_classes(resource, ctx)
 
 
-def medication_classes(medication: dict[str, Any], ctx: MapContext) -> list[str]:
-    found = _classify_drug(medication.get("code"), ctx)
-    for ingredient in medication.get("ingredient") or []:
-        found += _classify_drug(ingredient.get("itemCodeableConcept"), ctx)
+def medication_classes(medication: Medication, ctx: MapContext) -> list[str]:
+    found = _classify_drug(medication.code, ctx)
+    for ingredient in medication.ingredient:
+        found += _classify_drug(ingredient.itemCodeableConcept, ctx)
     return sorted(set(found))
 
 
-def _drugs(resource: dict[str, Any], ctx: MapContext) -> tuple[list[str], str | None]:
+def _drugs(resource: MedicationUse, ctx: MapContext) -> tuple[list[str], str | None]:
     """(drug classes, id of a Medication still to resolve) of a medication[x] element."""
-    concept = resource.get("medicationCodeableConcept")
-    reference = (resource.get("medicationReference") or {}).get("reference")
-    r5 = resource.get("medication")
-    if isinstance(r5, dict):  # R5 CodeableReference
-        concept = concept or r5.get("concept")
-        reference = reference or (r5.get("reference") or {}).get("reference")
+    concept = resource.medicationCodeableConcept
+    reference = resource.medicationReference.reference if resource.medicationReference else None
+    r5 = resource.medication
+    if r5 is not None:  # R5 CodeableReference
+        concept = concept or r5.concept
+        reference = reference or (r5.reference.reference if r5.reference else None)
     if concept is not None:
         return _classify_drug(concept, ctx), None
-    if not isinstance(reference, str):
+    if reference is None:
         return [], None
     if reference.startswith("#"):
         contained = _contained(resource, reference[1:])
@@ -111,33 +197,30 @@ def _drugs(resource: dict[str, Any], ctx: MapContext) -> tuple[list[str], str | 
         return medication_classes(contained, ctx), None
     target = parse_reference(reference)
     if target is None or target.type != "Medication":
-        ctx.problem("medicationReference", f"not a Medication reference: {reference!r}")
+        ctx.problem("medicationReference", "not a Medication reference")
         return [], None
     return [], target.id
 
 
-def _classify_drug(concept: Any, ctx: MapContext) -> list[str]:
+def _classify_drug(concept: CodeableConcept | None, ctx: MapContext) -> list[str]:
     return [match.cls for match in ctx.mappings.classify("chemotherapy", concept)]
 
 
-def _contained(resource: dict[str, Any], local_id: str) -> dict[str, Any] | None:
-    for contained in resource.get("contained") or []:
-        if contained.get("id") == local_id:
+def _contained(resource: MedicationUse, local_id: str) -> Medication | None:
+    for contained in resource.contained:
+        if contained.id == local_id:
             return contained
     return None
 
 
-def _route(resource: dict[str, Any], ctx: MapContext) -> str | None:
-    dosage = resource.get("dosage")
-    if isinstance(dosage, list):  # MedicationStatement / MedicationRequest dosageInstruction
-        dosage = dosage[0] if dosage else None
-    route = (dosage or {}).get("route")
-    matches = ctx.mappings.classify("routes", route)
+def _route(resource: MedicationUse, ctx: MapContext) -> str | None:
+    dosages = resource.dosages
+    matches = ctx.mappings.classify("routes", dosages[0].route if dosages else None)
     return matches[0].cls if matches else None
 
 
-def _dose(resource: dict[str, Any]) -> float | None:
-    dosage = resource.get("dosage")
-    dose = dosage.get("dose") if isinstance(dosage, dict) else None
-    value = dose.get("value") if isinstance(dose, dict) else None
-    return float(value) if isinstance(value, int | float) else None
+def _dose(resource: MedicationUse) -> float | None:
+    if not isinstance(resource, MedicationAdministration) or resource.dosage is None:
+        return None
+    dose = resource.dosage.dose
+    return dose.value if dose is not None else None

@@ -7,32 +7,68 @@ Observation costs one index lookup per coding and adds only its date as a contac
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from fhir_hcc.dates import FhirDate
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    Extension,
+    Period,
+    Quantity,
+    Reference,
+    Resource,
+    reads,
+)
 from fhir_hcc.mappers.context import MapContext, codings, extension_values
 from fhir_hcc.mappings import Mappings, Match
 
 DROPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _OBSERVATION_CONCEPTS = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
 _LEGACY_STATUS_CODE = "disease_status_legacy"
+_VALUE_CONCEPTS = ("results", "hepatitis_b", "death", "recurrence", "pathology", "hcc")
 
 
-def map_observation(resource: dict[str, Any], ctx: MapContext) -> None:
+class Observation(Resource, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "patient", "status", "code", "effectiveDateTime", "effectiveInstant",
+        "effectivePeriod", "effectiveDate", "valueCodeableConcept", "valueQuantity",
+        "valueString", "interpretation",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    patient: Reference | None = None
+    status: str | None = None
+    code: Annotated[CodeableConcept | None, reads(*_OBSERVATION_CONCEPTS)] = None
+    effectiveDateTime: str | None = None
+    effectiveInstant: str | None = None
+    effectivePeriod: Period | None = None
+    effectiveDate: str | None = None  # not R4: read as written by some exporters
+    effectiveTiming: Any = None  # undated: noted, not read
+    valueCodeableConcept: Annotated[
+        CodeableConcept | None, reads(*_VALUE_CONCEPTS, detail=True)
+    ] = None
+    valueQuantity: Quantity | None = None
+    valueString: str | None = None
+    interpretation: Annotated[list[CodeableConcept], reads("results", detail=True)] = []
+    extension: list[Extension] = []  # mCODE disease-status evidence type
+
+
+def map_observation(resource: Observation, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
     day = ctx.choice_date(resource, "effective", patient=patient)
-    if resource.get("status") in DROPPED_STATUSES:
-        ctx.skip(patient, f"{resource['status']}_dropped", "status")
+    if resource.status in DROPPED_STATUSES:
+        ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
     ctx.contact(patient, day)
     index = observation_index(ctx.mappings)
     normalise = ctx.mappings.normalise
-    for coding in codings(resource.get("code")):
-        for match in index.get(normalise(coding.get("system"), coding.get("code")), ()):
+    for coding in codings(resource.code):
+        for match in index.get(normalise(coding.system, coding.code), ()):
             _HANDLERS[match.concept](patient, match, resource, day, ctx)
             return
-    value = resource.get("valueCodeableConcept")
+    value = resource.valueCodeableConcept
     if value is not None:
         _map_coded_value(patient, value, day, ctx)
 
@@ -43,7 +79,7 @@ def observation_index(mappings: Mappings) -> dict[tuple[str, str], list[Match]]:
 
 
 def _map_hbv(
-    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+    patient: str, match: Match, resource: Observation, day: FhirDate | None, ctx: MapContext
 ) -> None:
     if match.cls == "do_not_use":
         ctx.skip(patient, "code_not_used", f"{match.code}: {match.display}")
@@ -62,47 +98,46 @@ def _map_hbv(
     ctx.fact(patient, "hbv", result, day, match)
 
 
-def _qualitative_result(resource: dict[str, Any], ctx: MapContext) -> str | None:
+def _qualitative_result(resource: Observation, ctx: MapContext) -> str | None:
     mappings = ctx.mappings
-    for match in mappings.classify("results", resource.get("valueCodeableConcept")):
+    for match in mappings.classify("results", resource.valueCodeableConcept):
         return match.cls
-    text = resource.get("valueString")
-    if isinstance(text, str):
+    text = resource.valueString
+    if text is not None:
         found = mappings.match_text("results", text)
         if found:
             return found.cls
     return _interpretation(resource, ctx)
 
 
-def _quantitative_result(resource: dict[str, Any], match: Match, ctx: MapContext) -> str | None:
+def _quantitative_result(resource: Observation, match: Match, ctx: MapContext) -> str | None:
     interpreted = _interpretation(resource, ctx)
     if interpreted:
         return interpreted
-    quantity = resource.get("valueQuantity") or {}
-    value = quantity.get("value")
+    value = resource.valueQuantity.value if resource.valueQuantity else None
     threshold = ctx.mappings.table("hepatitis_b", "quantitative").get("positive_threshold", 0.05)
-    if not isinstance(value, int | float):
+    if value is None:
         return None
     return "positive" if value >= threshold else "negative"
 
 
-def _interpretation(resource: dict[str, Any], ctx: MapContext) -> str | None:
-    for concept in resource.get("interpretation") or []:
+def _interpretation(resource: Observation, ctx: MapContext) -> str | None:
+    for concept in resource.interpretation:
         for match in ctx.mappings.classify("results", concept):
             return match.cls
     return None
 
 
 def _map_afp(
-    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+    patient: str, match: Match, resource: Observation, day: FhirDate | None, ctx: MapContext
 ) -> None:
     if match.cls == "not_afp_level":
         return
-    quantity = resource.get("valueQuantity") or {}
-    value = quantity.get("value")
-    unit = quantity.get("code") or quantity.get("unit")
+    quantity = resource.valueQuantity or Quantity()
+    value = quantity.value
+    unit = quantity.code or quantity.unit
     factor = ctx.mappings.table("afp", "units").get(unit)
-    if not isinstance(value, int | float) or factor is None:
+    if value is None or factor is None:
         ctx.skip(patient, "afp_unreadable", f"value {value!r} unit {unit!r}")
         return
     ctx.fact(
@@ -112,42 +147,42 @@ def _map_afp(
         day,
         match,
         ng_per_ml=round(value * factor, 3),
-        comparator=quantity.get("comparator"),
+        comparator=quantity.comparator,
     )
 
 
 def _map_pathology(
-    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+    patient: str, match: Match, resource: Observation, day: FhirDate | None, ctx: MapContext
 ) -> None:
     if match.cls == "necrosis_percent":
-        value = (resource.get("valueQuantity") or {}).get("value")
-        if not isinstance(value, int | float):
+        value = resource.valueQuantity.value if resource.valueQuantity else None
+        if value is None:
             ctx.skip(patient, "necrosis_unreadable", "valueQuantity.value missing")
             return
         result = "complete" if value >= 100 else "incomplete"
         ctx.fact(patient, "necrosis", result, day, match, percent=value)
         return
     if match.cls == "morphology_observation":  # histologic type: ICD-O-3 8170/3 and the like
-        for morphology in ctx.mappings.classify("hcc", resource.get("valueCodeableConcept")):
+        for morphology in ctx.mappings.classify("hcc", resource.valueCodeableConcept):
             ctx.fact(patient, "hcc", morphology.cls, day, morphology)
         return
-    texts = [resource.get("valueString"), (resource.get("valueCodeableConcept") or {}).get("text")]
+    value = resource.valueCodeableConcept
+    texts = [resource.valueString, value.text if value else None]
     complete = ctx.mappings.match_text("pathology", *texts) or any(
-        m.cls == "complete_response_value"
-        for m in ctx.mappings.classify("pathology", resource.get("valueCodeableConcept"))
+        m.cls == "complete_response_value" for m in ctx.mappings.classify("pathology", value)
     )
     if complete:
         ctx.fact(patient, "necrosis", "complete", day, f"{match.describe()} (report text)")
 
 
 def _map_disease_status(
-    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+    patient: str, match: Match, resource: Observation, day: FhirDate | None, ctx: MapContext
 ) -> None:
     if match.cls not in ("disease_status", _LEGACY_STATUS_CODE):
         return  # a value code of the recurrence file used as Observation.code: nothing to read
     if match.cls == _LEGACY_STATUS_CODE:
         ctx.collected.note(patient, "mcode_stu1_normalised", ctx.ref, "88040-1 read as 97509-4")
-    values = ctx.mappings.classify("recurrence", resource.get("valueCodeableConcept"))
+    values = ctx.mappings.classify("recurrence", resource.valueCodeableConcept)
     if not values:
         ctx.skip(patient, "disease_status_unmapped_value", "valueCodeableConcept")
         return
@@ -155,19 +190,19 @@ def _map_disease_status(
     ctx.fact(patient, "disease_status", values[0].cls, day, match, evidence=evidence)
 
 
-def _evidence_type(resource: dict[str, Any], ctx: MapContext) -> str | None:
+def _evidence_type(resource: Observation, ctx: MapContext) -> str | None:
     urls = ctx.mappings.extension_urls("disease_status_evidence_type")
-    for extension in extension_values(resource, urls):
-        for match in ctx.mappings.classify("recurrence", extension.get("valueCodeableConcept")):
+    for extension in extension_values(resource.extension, urls):
+        for match in ctx.mappings.classify("recurrence", extension.valueCodeableConcept):
             return match.cls
     return None
 
 
 def _map_vital(
-    patient: str, match: Match, resource: dict[str, Any], day: Any, ctx: MapContext
+    patient: str, match: Match, resource: Observation, day: FhirDate | None, ctx: MapContext
 ) -> None:
     if match.cls == "vital_status":
-        values = ctx.mappings.classify("death", resource.get("valueCodeableConcept"))
+        values = ctx.mappings.classify("death", resource.valueCodeableConcept)
         state = values[0].cls if values else None
     else:
         state = match.cls
@@ -177,7 +212,9 @@ def _map_vital(
         ctx.collected.note(patient, "lost_to_follow_up", ctx.ref, "censored at last contact")
 
 
-def _map_coded_value(patient: str, value: dict[str, Any], day: Any, ctx: MapContext) -> None:
+def _map_coded_value(
+    patient: str, value: CodeableConcept, day: FhirDate | None, ctx: MapContext
+) -> None:
     """Findings carried as an Observation value under a generic code (e.g. "HBsAg positive")."""
     for match in ctx.mappings.classify("hepatitis_b", value):
         if match.cls in ("hbsag_positive_finding", "hbsag_negative_finding"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from msgspec import Struct
 
 from fhir_hcc.facts import Demographics
+from fhir_hcc.fhir.datatypes import Extension, Reference, Resource
 from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.mappers.context import MapContext, extension_values
 
@@ -12,45 +13,59 @@ _GENDERS = {"male", "female", "other", "unknown"}
 _BIRTH_SEX = {"M": "male", "F": "female"}
 
 
-def map_patient(resource: dict[str, Any], ctx: MapContext) -> None:
-    patient_id = resource.get("id")
+class Link(Struct):
+    other: Reference | None = None
+    type: str | None = None
+
+
+class Patient(Resource, kw_only=True):
+    """Every element is detail here: a malformed one is dropped alone (and the patient's row
+    flagged), so that a bad `gender` does not also cost the birth date and the death."""
+
+    gender: str | None = None
+    birthDate: str | None = None
+    deceasedBoolean: bool | None = None
+    deceasedDateTime: str | None = None
+    extension: list[Extension] = []  # US Core birth sex
+    link: list[Link] = []
+
+
+def map_patient(resource: Patient, ctx: MapContext) -> None:
+    patient_id = resource.id
     if not patient_id:
         ctx.problem("id", "Patient without id")
         return
+    ctx.patient = patient_id
     record = ctx.collected.patient(patient_id)
     if record.demographics is not None:
         ctx.skip(patient_id, "duplicate_resource", "a second copy of the Patient was ignored")
         return
-    gender = resource.get("gender")
+    gender = resource.gender
     if gender is not None and gender not in _GENDERS:
-        ctx.problem("gender", f"unknown gender {gender!r}")
+        ctx.problem("gender", "unknown gender code")
         gender = None
     record.demographics = Demographics(
         source=ctx.ref,
         gender=gender,
-        birth_date=ctx.date(resource.get("birthDate"), "birthDate", patient_id)
-        if "birthDate" in resource
-        else None,
+        birth_date=ctx.date(resource.birthDate, "birthDate", patient_id),
         birth_sex=_birth_sex(resource, ctx),
-        deceased=bool(resource.get("deceasedBoolean")) or "deceasedDateTime" in resource,
-        deceased_date=ctx.date(resource.get("deceasedDateTime"), "deceasedDateTime", patient_id)
-        if "deceasedDateTime" in resource
-        else None,
+        deceased=bool(resource.deceasedBoolean) or resource.deceasedDateTime is not None,
+        deceased_date=ctx.date(resource.deceasedDateTime, "deceasedDateTime", patient_id),
         replaced_by=_replaced_by(resource),
     )
 
 
-def _birth_sex(resource: dict[str, Any], ctx: MapContext) -> str | None:
+def _birth_sex(resource: Patient, ctx: MapContext) -> str | None:
     urls = ctx.mappings.extension_urls("us_core_birthsex")
-    for extension in extension_values(resource, urls):
-        return _BIRTH_SEX.get(extension.get("valueCode", ""))
+    for extension in extension_values(resource.extension, urls):
+        return _BIRTH_SEX.get(extension.valueCode or "")
     return None
 
 
-def _replaced_by(resource: dict[str, Any]) -> str | None:
-    for link in resource.get("link") or []:
-        if link.get("type") == "replaced-by":
-            target = parse_reference((link.get("other") or {}).get("reference", ""))
+def _replaced_by(resource: Patient) -> str | None:
+    for link in resource.link:
+        if link.type == "replaced-by":
+            target = parse_reference((link.other.reference if link.other else None) or "")
             if target and target.type == "Patient":
                 return target.id
     return None

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
+from fhir_hcc.dates import FhirDate
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    Extension,
+    Period,
+    Reference,
+    Resource,
+    reads,
+)
 from fhir_hcc.mappers.context import (
     MapContext,
     all_codings,
@@ -33,11 +42,37 @@ _KINDS = {  # resection.toml class -> fact kind
 }
 
 
-def map_procedure(resource: dict[str, Any], ctx: MapContext) -> None:
+class Procedure(Resource, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+        "subject", "patient", "status", "code", "performedDateTime", "performedInstant",
+        "performedPeriod", "performedDate", "occurrenceDateTime", "occurrenceInstant",
+        "occurrencePeriod", "occurrenceDate",
+    }  # fmt: skip
+
+    subject: Reference | None = None
+    patient: Reference | None = None
+    status: str | None = None
+    code: Annotated[CodeableConcept | None, reads("resection", "y90", "transplant")] = None
+    performedDateTime: str | None = None
+    performedInstant: str | None = None  # not R4: read as written by some exporters
+    performedPeriod: Period | None = None
+    performedDate: str | None = None  # not R4
+    occurrenceDateTime: str | None = None  # R5 occurrence[x]
+    occurrenceInstant: str | None = None
+    occurrencePeriod: Period | None = None
+    occurrenceDate: str | None = None
+    performedString: Any = None  # undated choices: noted, not read
+    performedAge: Any = None
+    performedRange: Any = None
+    bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
+    extension: list[Extension] = []  # mCODE radiotherapy modality and technique
+
+
+def map_procedure(resource: Procedure, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
-    status = resource.get("status")
+    status = resource.status
     day = ctx.choice_date(resource, "performed", "occurrence", patient=patient)
     if status == "entered-in-error":
         ctx.skip(patient, "entered-in-error_dropped", "status")
@@ -48,8 +83,8 @@ def map_procedure(resource: dict[str, Any], ctx: MapContext) -> None:
         if _is_relevant(resource, ctx):
             ctx.skip(patient, f"procedure_{status}_dropped", f"status={status}")
         return
-    code = resource.get("code")
-    text = (code or {}).get("text") or ""
+    code = resource.code
+    text = (code.text if code else None) or ""
     segments = _segments(resource, text, ctx)
     _map_resection(patient, resource, day, segments, text, ctx)
     _map_y90(patient, resource, day, ctx)
@@ -58,14 +93,21 @@ def map_procedure(resource: dict[str, Any], ctx: MapContext) -> None:
 
 
 def _map_resection(
-    patient: str, resource: dict[str, Any], day: Any, segments: set[int], text: str, ctx: MapContext
+    patient: str,
+    resource: Procedure,
+    day: FhirDate | None,
+    segments: set[int],
+    text: str,
+    ctx: MapContext,
 ) -> None:
-    code = resource.get("code")
+    code = resource.code
     matches = ctx.mappings.match_codings("resection", codings(code))
     if not matches:
         # Text alone counts only with liver context: "wedge resection" may be a lung's.
         text_match = ctx.mappings.match_text("resection", text)
-        if text_match and (segments or _LIVER_TEXT.search(text) or has_liver_site(resource, ctx)):
+        if text_match and (
+            segments or _LIVER_TEXT.search(text) or has_liver_site(resource.bodySite, ctx)
+        ):
             matches = [text_match]
     if matches:
         match = matches[0]
@@ -81,11 +123,11 @@ def _map_resection(
         )
 
 
-def _map_y90(patient: str, resource: dict[str, Any], day: Any, ctx: MapContext) -> None:
-    code = resource.get("code")
-    text = (code or {}).get("text") or ""
+def _map_y90(patient: str, resource: Procedure, day: FhirDate | None, ctx: MapContext) -> None:
+    code = resource.code
+    text = (code.text if code else None) or ""
     classes = {match.cls for match in ctx.mappings.match_codings("y90", codings(code))}
-    texts = [text, *(coding.get("display") for coding in codings(code))]
+    texts = [text, *(coding.display for coding in codings(code))]
     by_text = ctx.mappings.match_text("y90", *texts)
     if by_text is not None and by_text.cls == "workup":
         return  # a mapping angiogram or dose planning is not treatment
@@ -108,22 +150,20 @@ def _map_y90(patient: str, resource: dict[str, Any], day: Any, ctx: MapContext) 
         ctx.fact(patient, "y90", "y90", day, "Y-90 text")
 
 
-def _sirt_technique(resource: dict[str, Any], ctx: MapContext) -> bool:
+def _sirt_technique(resource: Procedure, ctx: MapContext) -> bool:
     urls = ctx.mappings.extension_urls("radiotherapy_modality_and_technique")
     found = set()
-    for extension in extension_values(resource, urls):
-        for part in extension.get("extension") or []:
-            for match in ctx.mappings.classify("y90", part.get("valueCodeableConcept")):
+    for extension in extension_values(resource.extension, urls):
+        for part in extension.extension:
+            for match in ctx.mappings.classify("y90", part.valueCodeableConcept):
                 found.add(match.cls)
     return {"radiopharmaceutical_modality", "intravascular_technique"} <= found
 
 
-def _segments(resource: dict[str, Any], text: str, ctx: MapContext) -> set[int]:
+def _segments(resource: Procedure, text: str, ctx: MapContext) -> set[int]:
     found = {
         _ROMAN[match.cls]
-        for match in ctx.mappings.match_codings(
-            "liver_segments", all_codings(resource.get("bodySite"))
-        )
+        for match in ctx.mappings.match_codings("liver_segments", all_codings(resource.bodySite))
         if match.cls in _ROMAN
     }
     return found | segments_in_text(text)
@@ -151,12 +191,12 @@ def segments_in_text(text: str) -> set[int]:
     return found
 
 
-def _has_end(resource: dict[str, Any]) -> bool:
-    return bool((resource.get("performedPeriod") or {}).get("end"))
+def _has_end(resource: Procedure) -> bool:
+    return bool(resource.performedPeriod and resource.performedPeriod.end)
 
 
-def _is_relevant(resource: dict[str, Any], ctx: MapContext) -> bool:
-    code = resource.get("code")
+def _is_relevant(resource: Procedure, ctx: MapContext) -> bool:
+    code = resource.code
     return any(
         ctx.mappings.classify(concept, code) for concept in ("resection", "y90", "transplant")
     )

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fhir_server import ROOT, SekmetServer, load_bundles
 
-from fhir_hcc.sources import FileSource, decode
+from fhir_hcc.sources import FileSource
 
 FIXTURES = ROOT / "fixtures" / "salvage2004"
 
@@ -30,8 +31,8 @@ class LoadedServer:
 def _read_files(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
     problems: list[Any] = []
     resources = {}
-    for item, origin in FileSource(folder).read(problems.append):
-        resource = decode(item, origin, problems.append) if isinstance(item, bytes) else item
+    for item, _origin in FileSource(folder).read(problems.append):
+        resource = orjson.loads(item)
         resources[resource["resourceType"], resource["id"]] = resource
     assert problems == [], problems[:3]
     return resources

@@ -24,7 +24,7 @@ from fhir_hcc.server.bulk import (
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import IncompleteDataError, ServerRefusedError
 from fhir_hcc.server.output import export_staging
-from fhir_hcc.sources import FileSource, decode
+from fhir_hcc.sources import FileSource
 from server.conftest import SleepRecorder, fast_options
 from server.fake_fhir import BASE, outcome
 
@@ -90,10 +90,10 @@ def read_back(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """What the cohort stage would read from the folder."""
     problems: list[Any] = []
     resources = {}
-    for item, origin in FileSource(out).read(problems.append):
-        resource = decode(item, origin, problems.append) if isinstance(item, bytes) else item
+    for item, _origin in FileSource(out).read(problems.append):
+        resource = orjson.loads(item)
         resources[resource["resourceType"], resource["id"]] = resource
-    assert problems == []
+    assert [p for p in problems if not p.warning] == []  # the manifest is only noted
     return resources
 
 

@@ -1,0 +1,106 @@
+"""Decoding resources into the typed structs the mappers read, whatever shape the JSON has.
+
+This is the one boundary where shape is checked. A line of JSON decodes straight into the struct
+(only the declared elements are built). If a declared element has the wrong JSON type, the
+resource is decoded generically and converted again element by element: each malformed element
+becomes a `Fault` naming its path (`verificationStatus: expected an object, got a list`), and
+then either the element is dropped and the rest used, or, for the elements a struct lists as
+`ESSENTIAL`, the whole resource is dropped. Messages name paths and JSON types, never values, so
+a malformed Patient's name or identifier never reaches a log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from fhir_hcc.fhir.datatypes import Resource
+
+R = TypeVar("R", bound=Resource)
+
+# A resource has few top-level elements: more faults than this and it is not worth mending.
+_MAX_FAULTS = 20
+_JSON_TYPES = {
+    "object": "an object",
+    "array": "a list",
+    "str": "a string",
+    "int": "a number",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+}
+_EXPECTED = re.compile(r"^Expected `([^`]*)`, got `([^`]*)`(?: - at `\$(.*)`)?$")
+_AT = re.compile(r" - at `\$(.*)`$")
+
+
+class Fault(msgspec.Struct, frozen=True):
+    """One malformed element: its path within the resource and what is wrong with it."""
+
+    path: str  # "code.coding[0].system"; "" for the resource as a whole
+    message: str
+
+    @property
+    def element(self) -> str:
+        """The top-level element the path starts in."""
+        return re.split(r"[.\[]", self.path, maxsplit=1)[0]
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+@dataclass(slots=True)
+class Decoded(Generic[R]):
+    """A typed resource (None when it was dropped), and the faults met on the way."""
+
+    resource: R | None
+    faults: list[Fault] = field(default_factory=list)
+    dropped_by: Fault | None = None  # the fault that cost the whole resource
+
+
+def decoder(schema: type[R]) -> Callable[[bytes], R]:
+    """The fast path: JSON bytes straight into the struct; raises on any fault."""
+    return msgspec.json.Decoder(schema).decode
+
+
+def mend(data: dict[str, Any], schema: type[R]) -> Decoded[R]:
+    """Convert a generically decoded resource, dropping malformed elements one by one.
+
+    `data` is changed in place (malformed elements removed).
+    """
+    faults: list[Fault] = []
+    while len(faults) < _MAX_FAULTS:
+        try:
+            return Decoded(msgspec.convert(data, schema), faults)
+        except msgspec.ValidationError as error:
+            fault = fault_of(error)
+        faults.append(fault)
+        if not fault.element or fault.element in schema.ESSENTIAL or fault.element not in data:
+            return Decoded(None, faults, fault)
+        del data[fault.element]
+    return Decoded(None, faults, Fault("", f"more than {_MAX_FAULTS} malformed elements"))
+
+
+def fault_of(error: msgspec.ValidationError) -> Fault:
+    """msgspec's "Expected `object | null`, got `array` - at `$.code`" in the project's words."""
+    text = str(error)
+    expected = _EXPECTED.match(text)
+    if expected:
+        wanted, got, path = expected.groups()
+        return Fault(_path(path), f"expected {_describe(wanted)}, got {_describe(got)}")
+    at = _AT.search(text)
+    message = text[: at.start()] if at else text
+    return Fault(_path(at.group(1)) if at else "", message[:1].lower() + message[1:])
+
+
+def _path(text: str | None) -> str:
+    return (text or "").removeprefix(".")
+
+
+def _describe(types: str) -> str:
+    names = [_JSON_TYPES.get(name.strip(), name.strip()) for name in types.split("|")]
+    names = [name for name in names if name != "null"] or ["null"]
+    return " or ".join(dict.fromkeys(names))

@@ -1,0 +1,126 @@
+"""Where a mapper reads a resource: one item's JSON text into the typed struct of its type.
+
+The type is read off the start of the line where it stands first (as Bulk Data exporters write
+it), so a line of a type no mapper reads is only scanned for its type and id, never built. A
+struct is decoded in one pass; a resource with malformed elements is mended element by element
+(`fhir_hcc.fhir.shape`): every fault is an input problem naming file, line, `Type/id` and path,
+and the patient's row is flagged. Malformed JSON costs its line only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import orjson
+
+from fhir_hcc.fhir.datatypes import Resource
+from fhir_hcc.fhir.references import subject_of
+from fhir_hcc.fhir.shape import decoder, mend
+from fhir_hcc.sources import InputProblem, Origin, ProblemSink
+
+# What a JSON decoder raises on text that is not JSON it can read: bad syntax or NaN literals,
+# invalid UTF-8, nesting deeper than the interpreter allows.
+MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_PREFIX = b'{"resourceType":"'
+
+
+class _Head(msgspec.Struct):
+    """What is read of a resource of a type no mapper reads, or whose type is not first."""
+
+    resourceType: Any = None
+    id: Any = None
+
+
+_decode_head = msgspec.json.Decoder(_Head).decode
+
+
+class Reader:
+    """Reads items into the typed struct of their type, reporting what cannot be used."""
+
+    def __init__(self, schemas: Mapping[str, type[Resource]], sink: ProblemSink) -> None:
+        self.schemas = schemas
+        self.sink = sink  # every problem, with file, line, Type/id and path
+        self._decoders = {name.encode(): (name, decoder(s)) for name, s in schemas.items()}
+
+    def read(self, line: bytes, origin: Origin) -> Resource | None:
+        """The resource of one item; None (with the problem reported) when it cannot be used."""
+        if line.startswith(_PREFIX):
+            found = self._decoders.get(line[17 : line.find(b'"', 17)])
+            if found is not None:
+                name, decode = found
+                try:
+                    resource = decode(line)
+                except msgspec.ValidationError:
+                    return self._mended(line, name, origin)
+                except MALFORMED as error:
+                    self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+                    return None
+                if resource.resourceType == name:
+                    return resource
+        return self._by_head(line, origin)
+
+    def _by_head(self, line: bytes, origin: Origin) -> Resource | None:
+        try:
+            head = _decode_head(line)
+        except msgspec.ValidationError:
+            self.sink(InputProblem(origin, None, None, "not a JSON object"))
+            return None
+        except MALFORMED as error:
+            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            return None
+        resource_type, resource_id = head.resourceType, head.id
+        if not isinstance(resource_id, str):
+            resource_id = None
+        if not isinstance(resource_type, str) or not resource_type:
+            ref = f"?/{resource_id}" if resource_id else None
+            self.sink(InputProblem(origin, ref, "resourceType", "missing resourceType"))
+            return None
+        found = self._decoders.get(resource_type.encode())
+        if found is None:  # a type no mapper reads: counted by its type, never built
+            return Resource(resourceType=resource_type, id=resource_id)
+        try:
+            return found[1](line)
+        except msgspec.ValidationError:
+            return self._mended(line, resource_type, origin)
+
+    def _mended(self, line: bytes, name: str, origin: Origin) -> Resource | None:
+        try:
+            data = msgspec.json.decode(line)
+        except MALFORMED as error:
+            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            return None
+        if not isinstance(data, dict):
+            self.sink(InputProblem(origin, None, None, "not a JSON object"))
+            return None
+        patient = _patient_of(data)
+        ref = _reference(name, data)
+        decoded = mend(data, self.schemas[name])
+        for fault in decoded.faults:
+            message = fault.message
+            if fault is decoded.dropped_by:
+                message += "; resource not used"
+            self.sink(InputProblem(origin, ref, fault.path or None, message, patient=patient))
+        return decoded.resource
+
+
+def _patient_of(data: dict[str, Any]) -> str | None:
+    if data.get("resourceType") == "Patient":
+        return data["id"] if isinstance(data.get("id"), str) else None
+    target = subject_of(data)
+    return target.id if target is not None else None
+
+
+def _reference(name: str, data: dict[str, Any]) -> str:
+    resource_id = data.get("id")
+    return f"{name}/{resource_id if isinstance(resource_id, str) and resource_id else '?'}"
+
+
+def _malformed(line: bytes, error: Exception) -> str:
+    """The reason in orjson's words, which name the fault ("unexpected end of data")."""
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError as described:
+        return f"malformed JSON ({described.msg})"
+    return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"
