@@ -25,12 +25,27 @@ class Reference(NamedTuple):
         return f"{self.type}/{self.id}"
 
 
+# An export names each patient in hundreds of references: each text is parsed once.
+_PARSED: dict[str, Reference | None] = {}
+_PARSED_MAX = 100_000
+
+
 def parse_reference(text: str) -> Reference | None:
     """The target of a literal reference; None for anything that does not name `Type/id`.
 
     Ids are taken as written: servers such as Epic use ids longer than the 64 characters R4
     allows, and an id with `_` must reach the pull as it reaches the mappers.
     """
+    try:
+        return _PARSED[text]
+    except KeyError:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        parsed = _PARSED[text] = _parse(text)
+        return parsed
+
+
+def _parse(text: str) -> Reference | None:
     if text.startswith("Patient/") and text.count("/") == 1:  # the common case, first
         return Reference("Patient", text[8:]) if _is_id(text[8:]) else None
     if text.startswith(("#", "urn:")):

@@ -18,6 +18,13 @@ from fhir_hcc.sources import InputProblem, Origin, ProblemSink
 # elements (MedicationAdministration.occurence[x], Procedure.occurrence[x]); both are read.
 _DATE_SUFFIXES = ("DateTime", "Instant", "Period", "Date")
 _UNDATED_SUFFIXES = ("Timing", "Age", "Range", "String", "Boolean")
+_CHOICES = {
+    base: (
+        tuple(base + suffix for suffix in _DATE_SUFFIXES),
+        tuple(base + suffix for suffix in _UNDATED_SUFFIXES),
+    )
+    for base in ("effective", "occurence", "occurrence", "onset", "performed")
+}
 
 
 class MapContext:
@@ -38,14 +45,17 @@ class MapContext:
         self.reader = Reader(schemas, sink)
         self.origin = Origin("")
         self.resource: Resource = Resource()
-        self.ref = ""
         self.patient: str | None = None  # whose the current resource is, once read
 
     def start(self, resource: Resource, origin: Origin) -> None:
         self.origin = origin
         self.resource = resource
-        self.ref = resource.ref
         self.patient = None
+
+    @property
+    def ref(self) -> str:
+        """"Type/id" of the current resource (made when needed: most resources never need it)."""
+        return self.resource.ref
 
     def problem(self, field: str | None, message: str) -> None:
         self.sink(InputProblem(self.origin, self.ref, field, message, patient=self.patient))
@@ -69,20 +79,19 @@ class MapContext:
     def choice_date(self, resource: Resource, *bases: str, patient: str = "") -> FhirDate | None:
         """The date of a choice element such as effective[x]: dateTime, instant or Period.start."""
         for base in bases:
-            for suffix in _DATE_SUFFIXES:
-                value = getattr(resource, base + suffix, None)
+            for field in _CHOICES[base][0]:
+                value = getattr(resource, field, None)
                 if value is None:
                     continue
-                field = f"{base}{suffix}"
                 if isinstance(value, Period):
                     return self.date(value.start or value.end, f"{field}.start", patient)
                 return self.date(value, field, patient)
         for base in bases:
-            for suffix in _UNDATED_SUFFIXES:
-                if getattr(resource, base + suffix, None) is not None:
+            for field in _CHOICES[base][1]:
+                if getattr(resource, field, None) is not None:
                     if patient:
                         self.collected.note(
-                            patient, "unmapped_choice_type", self.ref, f"{base}{suffix} has no date"
+                            patient, "unmapped_choice_type", self.ref, f"{field} has no date"
                         )
                     return None
         return None
@@ -126,7 +135,10 @@ class MapContext:
         )
 
     def contact(self, patient: str, day: FhirDate | None) -> None:
-        self.collected.patient(patient).add_contact(day, self.ref)
+        if day is not None and day.precision == "day":
+            contacts = self.collected.patient(patient).contacts
+            if day.day not in contacts:  # most contacts fall on a day already known
+                contacts[day.day] = self.ref
 
     def skip(self, patient: str, reason: str, detail: str = "") -> None:
         self.collected.skip(patient, reason, self.ref, detail)
