@@ -54,7 +54,7 @@ class MapContext:
 
     @property
     def ref(self) -> str:
-        """"Type/id" of the current resource (made when needed: most resources never need it)."""
+        """The current resource's `Type/id`, made only when needed (most never need it)."""
         return self.resource.ref
 
     def problem(self, field: str | None, message: str) -> None:
