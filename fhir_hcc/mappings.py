@@ -266,7 +266,7 @@ class Mappings:
         uris: dict[str, list[str]] = {}  # canonical -> every URI of that system, site files too
         for uri, system in self._systems.items():
             uris.setdefault(system.canonical, []).append(uri)
-        spelled = set()
+        spelled: set[tuple[str, str]] = set()
         for canonical, code in pairs:
             for spelling in {code, normalise_code(self._systems[canonical].normalise, code)}:
                 spelled.update((uri, spelling) for uri in uris[canonical])

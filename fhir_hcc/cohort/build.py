@@ -207,7 +207,7 @@ def _row(result: PatientResult) -> dict[str, Any]:
 def flow_counts(patients: dict[str, PatientResult], collected: Collected) -> dict[str, Any]:
     """CONSORT/STROBE counts: how many reached each step, and why the others left there."""
     reached = Counter(result.step for result in patients.values())
-    steps = []
+    steps: list[dict[str, Any]] = []
     remaining = len(patients)
     for index, step in enumerate(FLOW_STEPS):
         left = Counter(

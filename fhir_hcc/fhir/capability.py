@@ -36,7 +36,8 @@ def software(capability: Mapping[str, Any]) -> str:
 
 def identity(capability: Mapping[str, Any]) -> dict[str, str]:
     """The fields a vendor is recognised by: software name, publisher, implementation."""
-    named = capability.get("software") if isinstance(capability.get("software"), dict) else {}
+    named = capability.get("software")
+    named = named if isinstance(named, dict) else {}
     implementation = capability.get("implementation")
     implementation = implementation if isinstance(implementation, dict) else {}
     return {

@@ -85,7 +85,7 @@ def _map_hbv(
         ctx.skip(patient, "code_not_used", f"{match.code}: {match.display}")
         return
     if match.cls in ("hbsag_positive_finding", "hbsag_negative_finding"):
-        result = "positive" if match.cls == "hbsag_positive_finding" else "negative"
+        result: str | None = "positive" if match.cls == "hbsag_positive_finding" else "negative"
     elif match.cls == "hbsag_quantitative":
         result = _quantitative_result(resource, match, ctx)
     elif match.cls == "hbsag_test":
