@@ -186,11 +186,10 @@ class _Export:
 
     def _resumable_state(self) -> _State | None:
         state = _State.load(self.staging)
-        same = state is not None and (state.base_url, state.request) == (
+        if state is not None and (state.base_url, state.request) == (
             self.client.base_url,
             _request_key(self.request),
-        )
-        if same:
+        ):
             self.resumed = True
             log.info("resuming the export at %s", state.status_url)
             return state

@@ -369,7 +369,7 @@ def _tls_verification(options: ClientOptions) -> ssl.SSLContext | bool:
         raise ConfigError(f"{options.ca_bundle}: cannot load the CA bundle ({error})") from None
 
 
-def _query(params: Params | None) -> list[tuple[str, str]] | None:
+def _query(params: Params | None) -> list[tuple[str, Any]] | None:
     # httpx replaces a URL's own query with an empty params list, so pass None instead.
     return list(params) if params else None
 

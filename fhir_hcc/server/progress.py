@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from fhir_hcc.server.client import RequestStats
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class Progress(Protocol):
@@ -92,7 +95,7 @@ class RichProgress:
             transient=False,
         )
         self._bars.start()
-        self._task: object | None = None
+        self._task: TaskID  # set by phase()
         self._resources = 0
 
     def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None:
