@@ -62,10 +62,6 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
 def check_cohort(table: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
     """Return a typed copy of the cohort table; raise InputError naming the first problem.
 
