@@ -229,7 +229,9 @@ class _Run:
             return mode, manifest
         request = ExportRequest(
             type_filters=type_filters(search_codes) if self.settings.type_filter else (),
-            since=self.previous["transaction_time"] if mode == "incremental" else None,
+            since=self.previous["transaction_time"]
+            if mode == "incremental" and self.previous
+            else None,
             group=self.settings.group,
         )
         manifest = await run_export(client, request, self.export_dir, progress=self.progress)
@@ -256,7 +258,7 @@ class _Run:
     def _snapshot(self) -> dict[str, dict[str, Any]]:
         result = build_cohort(RegistrySource(self.registry), self.config, mappings=self.mappings)
         rows = records(result.table)
-        return {row["patient_id"]: row for row in rows}
+        return {str(row["patient_id"]): row for row in rows}
 
     async def _backfill(
         self, client: FhirClient, cohort: dict[str, dict[str, Any]], result: IngestResult
