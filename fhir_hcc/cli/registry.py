@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -129,8 +130,13 @@ def _cohort_text(cohort: dict[str, Any]) -> str:
     return pd.DataFrame(cohort["rows"]).to_csv(index=False).rstrip("\n")
 
 
-ACTIONS = {"status": _status, "history": _history, "diff": _diff, "cohort": _cohort}
-TEXT = {
+ACTIONS: dict[str, Callable[[Any, argparse.Namespace], Any]] = {
+    "status": _status,
+    "history": _history,
+    "diff": _diff,
+    "cohort": _cohort,
+}
+TEXT: dict[str, Callable[[Any], str]] = {
     "status": _status_text,
     "history": _history_text,
     "diff": _diff_text,
