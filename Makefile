@@ -7,7 +7,7 @@ SEKMET_VENV := .fhir-server/venv
 SEKMET_LOCK := tests/integration/sekmet-requirements.lock
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint r-deps chromium fhir-server bench clean
+.PHONY: install demo test lint typecheck r-deps chromium fhir-server bench clean
 
 install: $(STAMP)
 
