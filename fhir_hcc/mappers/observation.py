@@ -136,7 +136,7 @@ def _map_afp(
     quantity = resource.valueQuantity or Quantity()
     value = quantity.value
     unit = quantity.code or quantity.unit
-    factor = ctx.mappings.table("afp", "units").get(unit)
+    factor = ctx.mappings.table("afp", "units").get(unit) if unit else None
     if value is None or factor is None:
         ctx.skip(patient, "afp_unreadable", f"value {value!r} unit {unit!r}")
         return
@@ -166,10 +166,10 @@ def _map_pathology(
         for morphology in ctx.mappings.classify("hcc", resource.valueCodeableConcept):
             ctx.fact(patient, "hcc", morphology.cls, day, morphology)
         return
-    value = resource.valueCodeableConcept
-    texts = [resource.valueString, value.text if value else None]
+    concept = resource.valueCodeableConcept
+    texts = [resource.valueString, concept.text if concept else None]
     complete = ctx.mappings.match_text("pathology", *texts) or any(
-        m.cls == "complete_response_value" for m in ctx.mappings.classify("pathology", value)
+        m.cls == "complete_response_value" for m in ctx.mappings.classify("pathology", concept)
     )
     if complete:
         ctx.fact(patient, "necrosis", "complete", day, f"{match.describe()} (report text)")
