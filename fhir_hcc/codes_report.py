@@ -56,7 +56,7 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 # A typed resource -> the CodeableConcepts at one field.
-Extract = Callable[[Any, Mappings], Iterable[CodeableConcept | None]]
+Extract = Callable[[Any, Mappings], Iterable[CodeableConcept]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +128,8 @@ def _extension_values(key: str) -> Extract:
     def extract(resource: Any, mappings: Mappings) -> Iterable[Any]:
         urls = mappings.extension_urls(key)
         for extension in resource.extension:
-            if (extension.url or "").split("|")[0] in urls:
+            # An extension of these URLs with another value[x] has no code to list.
+            if (extension.url or "").split("|")[0] in urls and extension.valueCodeableConcept:
                 yield extension.valueCodeableConcept
 
     return extract

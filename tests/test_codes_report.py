@@ -270,3 +270,22 @@ def test_cohort_explain_and_run_take_the_site_directory(
         r for r in csv.DictReader((out_dir / "cohort.csv").open()) if r["patient_id"] == "P01"
     ]
     assert run_row["afp_pre_downstaging"] == "33398.0"
+
+
+def test_an_extension_of_a_read_url_with_another_value_type_is_not_a_code(tmp_path: Path) -> None:
+    # It used to end `fhir-hcc codes` with an AttributeError (found by mypy).
+    histology = (
+        "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-histology-morphology-behavior"
+    )
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "C22.0"}]},
+        "extension": [{"url": histology, "valueString": "8170/3"}],
+    }
+    (tmp_path / "c.json").write_bytes(orjson.dumps(condition))
+    problems: list[InputProblem] = []
+    rows = collect_codes(tmp_path, load_mappings(), problems.append)
+    assert [(row.field, row.code) for row in rows] == [("code", "C22.0")]
+    assert problems == []
