@@ -54,7 +54,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install r-deps chromium fhir-server lint
+typecheck: install
+	$(BIN)/mypy
+
+test: install r-deps chromium fhir-server lint typecheck
 	$(BIN)/pytest
 
 bench: install
