@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +49,7 @@ class CohortResult:
     table: pd.DataFrame
     flow: dict[str, Any]
     qc: pd.DataFrame
-    patients: dict[str, PatientResult] = field(repr=False)
+    patients: Mapping[str, PatientResult] = field(repr=False)  # by patient id
     problems: list[InputProblem] = field(repr=False)
 
 
@@ -172,8 +173,20 @@ def _shifted(problem: InputProblem, offset: int) -> InputProblem:
 
 
 def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
-    problems = collected.problems
-    for problem in problems:  # a resource of theirs was malformed: their row says so
+    patients, notes = derive_patients(collected, config)
+    table = cohort_table(result for result in patients.values() if result.included)
+    qc = qc_table(notes, collected.problems)
+    return CohortResult(table, flow_counts(patients, collected), qc, patients, collected.problems)
+
+
+def derive_patients(
+    collected: Collected, config: CohortConfig
+) -> tuple[dict[str, PatientResult], list[Note]]:
+    """Every patient's derivation, by patient id, and the notes made on the way (those of the
+    mapping stage first). Patients share nothing but the Medication map, replaced-by links and
+    their own input problems, so a group of patients closed under the links can be derived on
+    its own, given those (the Spark engine does)."""
+    for problem in collected.problems:  # a resource of theirs was malformed: their row says so
         record = collected.patients.get(problem.patient or "")
         if record is not None and not problem.warning:
             record.flags.add("input_problem")
@@ -184,14 +197,22 @@ def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
         evidence = prepare(collected.patients[patient_id], collected.medications)
         patients[patient_id] = derive_patient(evidence, config)
         notes += evidence.notes
-    rows = [_row(result) for result in patients.values() if result.included]
-    table = as_types(pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS]))
-    qc = pd.DataFrame(
-        [(n.patient, n.rule, n.source, n.detail) for n in notes]
-        + [(p.patient or "", _problem_rule(p), p.resource or "", str(p)) for p in problems],
-        columns=list(QC_COLUMNS),
-    )
-    return CohortResult(table, flow_counts(patients, collected), qc, patients, problems)
+    return patients, notes
+
+
+def cohort_table(included: Iterable[PatientResult]) -> pd.DataFrame:
+    """The cohort table of the included patients, in the order given (patient id order)."""
+    rows = [_row(result) for result in included]
+    return as_types(pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS]))
+
+
+def qc_table(notes: Iterable[Note], problems: list[InputProblem]) -> pd.DataFrame:
+    """qc.csv: the notes by patient, rule, source and detail, an order that does not depend on
+    how the input was split for reading (worker processes, Spark tasks), then the input
+    problems in reading order (file, line)."""
+    rows = sorted((note.patient, note.rule, note.source, note.detail) for note in notes)
+    rows += [(p.patient or "", _problem_rule(p), p.resource or "", str(p)) for p in problems]
+    return pd.DataFrame(rows, columns=list(QC_COLUMNS))
 
 
 def _problem_rule(problem: InputProblem) -> str:
@@ -204,21 +225,23 @@ def _row(result: PatientResult) -> dict[str, Any]:
     return row
 
 
-def flow_counts(patients: dict[str, PatientResult], collected: Collected) -> dict[str, Any]:
+def flow_counts(patients: Mapping[str, PatientResult], collected: Collected) -> dict[str, Any]:
     """CONSORT/STROBE counts: how many reached each step, and why the others left there."""
-    reached = Counter(result.step for result in patients.values())
+    return flow_of(Counter((result.step, result.reason) for result in patients.values()), collected)
+
+
+def flow_of(outcomes: Counter[tuple[str, str | None]], collected: Collected) -> dict[str, Any]:
+    """`flow_counts` from the number of patients per (step reached, reason for leaving)."""
     steps: list[dict[str, Any]] = []
-    remaining = len(patients)
+    remaining = sum(outcomes.values())
     for index, step in enumerate(FLOW_STEPS):
-        left = Counter(
-            result.reason
-            for result in patients.values()
-            if result.step == step and result.reason is not None
-        )
+        left = {
+            reason: n for (at, reason), n in outcomes.items() if at == step and reason is not None
+        }
         steps.append({"step": step, "n": remaining, "left_out": dict(sorted(left.items()))})
         if index + 1 < len(FLOW_STEPS):
             remaining -= sum(left.values())
-    included = reached["included"]
+    included = sum(n for (at, _), n in outcomes.items() if at == "included")
     assert steps[-1]["n"] == included
     errors = [problem for problem in collected.problems if not problem.warning]
     problems = Counter(problem.message.split(" (")[0] for problem in errors)

@@ -57,7 +57,7 @@ def run_case(case: Case, mappings: Sequence[str | Path] = ()) -> CaseResult:
         except Exception as error:  # a crash is this case's failure, not the whole run's
             outcome.mismatches = [Mismatch("run", "a cohort", _one_line(error, root))]
             return outcome
-    failing = {m.patient for m in outcome.mismatches if m.patient in result.patients}
+    failing = {m.patient for m in outcome.mismatches if m.patient and m.patient in result.patients}
     outcome.context = {patient: _patient_context(result, patient) for patient in failing}
     return outcome
 
