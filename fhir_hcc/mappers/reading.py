@@ -118,9 +118,12 @@ def _reference(name: str, data: dict[str, Any]) -> str:
 
 
 def _malformed(line: bytes, error: Exception) -> str:
-    """The reason in orjson's words, which name the fault ("unexpected end of data")."""
+    """The reason in orjson's words, which name the fault ("unexpected end of data"), judged
+    without the line end: a line cut inside a string reads the same whether its newline follows
+    or not (orjson would call the newline a control character), as readers that drop line ends
+    (Spark's text source) hand it over."""
     try:
-        orjson.loads(line)
+        orjson.loads(line.rstrip(b"\r\n"))
     except orjson.JSONDecodeError as described:
         return f"malformed JSON ({described.msg})"
     return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"
