@@ -7,7 +7,7 @@ SEKMET_VENV := .fhir-server/venv
 SEKMET_LOCK := tests/integration/sekmet-requirements.lock
 DEMO_OUT ?= demo-out
 
-.PHONY: install demo test lint typecheck r-deps chromium fhir-server bench clean
+.PHONY: install demo test lint typecheck r-deps chromium jre fhir-server bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,17 @@ chromium:
 		echo "Chromium cannot be installed here (no apt-get or not root): the browser test will be skipped"; \
 	fi
 
+# A headless Java runtime for the Spark engine's tests (PySpark 4 needs Java 17+), from Debian.
+jre:
+	@if command -v java >/dev/null 2>&1; then \
+		echo "java: present ($$(java -version 2>&1 | head -n 1))"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			default-jre-headless; \
+	else \
+		echo "Java cannot be installed here (no apt-get or not root): the Spark tests will be skipped"; \
+	fi
+
 # The SEKMET FHIR server for integration tests, in its own venv (its pins must not leak into ours).
 fhir-server: $(SEKMET_VENV)/bin/sekmet
 
@@ -57,7 +68,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install r-deps chromium fhir-server lint typecheck
+test: install r-deps chromium jre fhir-server lint typecheck
 	$(BIN)/pytest
 
 bench: install

@@ -47,9 +47,9 @@ def _imports() -> dict[str, list[tuple[str, bool]]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         lazy = {
             id(node)
-            for function in ast.walk(tree)
-            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
-            for node in ast.walk(function)
+            for scope in ast.walk(tree)
+            if isinstance(scope, ast.FunctionDef | ast.AsyncFunctionDef) or _type_checking(scope)
+            for node in ast.walk(scope)
         }
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -66,6 +66,14 @@ def _imports() -> dict[str, list[tuple[str, bool]]]:
                     where = (str(path.relative_to(ROOT)), id(node) not in lazy)
                     found.setdefault(_name(distribution), []).append(where)
     return found
+
+
+def _type_checking(node: ast.AST) -> bool:
+    """An `if TYPE_CHECKING:` block: its imports serve annotations only, never run."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) in (
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    )
 
 
 def _optional() -> set[str]:
