@@ -47,7 +47,7 @@ from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappers import SCHEMAS
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import FileSource, ProblemSink
+from fhir_hcc.sources import FileSource, ProblemSink, Source
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -188,7 +188,16 @@ def collect_codes(source: str | Path, mappings: Mappings, sink: ProblemSink) -> 
             f"{source}: `codes` reads files; pull the server first (fhir-hcc pull, or "
             "fhir-hcc fixtures capture) and pass the folder"
         )
-    counts = count_codes(_resources(FileSource(source), sink), mappings)
+    return code_rows(source_codes(FileSource(source), mappings, sink), mappings)
+
+
+def source_codes(source: Source, mappings: Mappings, sink: ProblemSink) -> Counter[_Key]:
+    """The codes of every resource a source reads, counted (see `count_codes`)."""
+    return count_codes(_resources(source, sink), mappings)
+
+
+def code_rows(counts: Counter[_Key], mappings: Mappings) -> list[CodeRow]:
+    """Counted codes, classified, in report order (the Spark engine counts them in parts)."""
     rows = [_classify(key, count, mappings) for key, count in counts.items()]
     return sorted(rows, key=_order)
 
@@ -218,7 +227,7 @@ def _keys(resource_type: str, field: str, concept: CodeableConcept) -> Iterator[
         yield resource_type, field, "", "", concept.text
 
 
-def _resources(source: FileSource, sink: ProblemSink) -> Iterator[Resource]:
+def _resources(source: Source, sink: ProblemSink) -> Iterator[Resource]:
     reader = Reader(SCHEMAS, sink)
     for line, origin in source.read(sink):
         resource = reader.read(line, origin)

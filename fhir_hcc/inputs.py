@@ -5,6 +5,7 @@ It sits above both kinds of source, so that `sources` (files) and `server` never
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,15 @@ from fhir_hcc.sources import FileSource, Source
 
 def is_server_url(spec: str | Path) -> bool:
     return str(spec).startswith(("http://", "https://"))
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def is_uri(spec: str | Path) -> bool:
+    """A URI with a scheme (`s3a://`, `abfss://`, `dbfs:/`, `file:/`, ...), not a local path: a
+    location only Spark (Hadoop's file systems) reads and writes."""
+    return isinstance(spec, str) and _SCHEME.match(spec) is not None
 
 
 def open_source(spec: str | Path | Source, **server_options: Any) -> Source:

@@ -35,11 +35,14 @@ def write_text(text: str, path: str | Path) -> None:
 
 def write_result(
     result: CohortResult,
-    out: str | Path,
+    out: str | Path | None,
     flow: str | Path | None = None,
     qc: str | Path | None = None,
 ) -> None:
-    write_table(result.table, out)
+    """The table to `out` (None: written elsewhere, as Spark writes it to a URI), the flow and
+    the QC log to theirs."""
+    if out is not None:
+        write_table(result.table, out)
     if flow is not None:
         write_json(result.flow, flow)
     if qc is not None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from fhir_hcc.server.options import ClientOptions
     from fhir_hcc.server.progress import Progress
 
@@ -95,7 +97,46 @@ def add_source_arguments(parser: argparse.ArgumentParser, tables: str = "[cohort
         "--pull-dir", type=Path, metavar="DIR", help="with a server SOURCE: keep what was pulled"
     )
     add_mappings_argument(parser)
+    add_engine_arguments(parser)
     add_client_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--engine` and `--spark-master` (cohort, explain, run, codes)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: processes on this machine (default); spark: Apache Spark, for a folder or "
+        "a URI Spark reads (s3a://, abfss://, gs://, hdfs://, dbfs:/); docs/spark.md",
+    )
+    group.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="with --engine spark: the cluster (spark://..., yarn, k8s://..., local[N]); "
+        "default: Spark's configuration (spark-defaults, MASTER), else local[*]",
+    )
+
+
+def spark_session(args: argparse.Namespace) -> SparkSession:
+    """The Spark session of `--engine spark [--spark-master URL]`."""
+    from fhir_hcc.spark import start_session
+
+    return start_session(args.spark_master)
+
+
+def check_engine(args: argparse.Namespace, local_only: dict[str, object]) -> None:
+    """Refuse flags the chosen engine does not take: `local_only` maps flag -> value given."""
+    from fhir_hcc.errors import FhirHccError
+
+    if args.engine != "spark":
+        if args.spark_master:
+            raise FhirHccError("--spark-master needs --engine spark")
+        return
+    for flag, value in local_only.items():
+        if value:
+            raise FhirHccError(f"{flag} is for the local engine; --engine spark does not take it")
 
 
 def add_registry_argument(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,13 @@ import argparse
 import logging
 import sys
 
-from fhir_hcc.cli.arguments import add_mappings_argument, note
+from fhir_hcc.cli.arguments import (
+    add_engine_arguments,
+    add_mappings_argument,
+    check_engine,
+    note,
+    spark_session,
+)
 from fhir_hcc.codes_report import collect_codes, summary, write_codes_csv
 from fhir_hcc.errors import FhirHccError
 from fhir_hcc.mappings import load_mappings
@@ -28,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="file or directory of FHIR JSON/NDJSON")
     add_mappings_argument(parser)
+    add_engine_arguments(parser)
     parser.add_argument("--out", metavar="FILE", help="write the CSV here (default: stdout)")
     parser.set_defaults(func=run)
 
@@ -39,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s", problem)
         problems.append(problem)
 
-    rows = collect_codes(args.source, load_mappings(args.mappings), report)
+    check_engine(args, {})
+    mappings = load_mappings(args.mappings)
+    if args.engine == "spark":
+        from fhir_hcc.spark import collect_codes as collect_on_spark
+
+        rows = collect_on_spark(spark_session(args), args.source, mappings, report)
+    else:
+        rows = collect_codes(args.source, mappings, report)
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8", newline="") as handle:

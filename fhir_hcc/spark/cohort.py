@@ -46,7 +46,7 @@ from fhir_hcc.contract import COLUMN_TYPES
 from fhir_hcc.facts import Collected, Note
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.sources import InputProblem
-from fhir_hcc.spark.reading import Input, read_input, segments, shift_lines
+from fhir_hcc.spark.reading import Input, in_reading_order, read_input, segments, shift_lines
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -218,17 +218,14 @@ def _totals(mapped: DataFrame, found: Input) -> _Totals:
     """The segments' summaries merged in reading order, problem lines counted from each file's
     start; files Spark cannot read are warned about in their place."""
     summaries = mapped.where(f"kind = {SUMMARY}").select("file", "start", "payload")
-    keyed: list[tuple[tuple[int, int], _Summary]] = [
-        ((row["file"], row["start"]), pickle.loads(row["payload"]))
-        for row in summaries.toArrow().to_pylist()
-    ]
+    keyed = []
+    for row in summaries.toArrow().to_pylist():
+        summary: _Summary = pickle.loads(row["payload"])
+        keyed.append(((row["file"], row["start"]), summary.lines, summary))
     for number, problem in found.warnings:
-        keyed.append(((number, -1), _Summary(Collected(problems=[problem]), 0, [])))
+        keyed.append(((number, -1), 0, _Summary(Collected(problems=[problem]), 0, [])))
     totals = _Totals()
-    lines_before: Counter[int] = Counter()
-    for (number, _), summary in sorted(keyed, key=itemgetter(0)):
-        offset = lines_before[number]
-        lines_before[number] += summary.lines
+    for offset, summary in in_reading_order(keyed):
         part = summary.collected
         part.problems = [shift_lines(problem, offset) for problem in part.problems]
         for problem in part.problems:

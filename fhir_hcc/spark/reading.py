@@ -22,15 +22,18 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from fhir_hcc.errors import InputError
 from fhir_hcc.fhir.ndjson import is_ndjson
+from fhir_hcc.inputs import is_uri
 from fhir_hcc.sources import NOT_DATA, FileSource, InputProblem, Item, NotData, Origin, ProblemSink
 
 if TYPE_CHECKING:
@@ -42,8 +45,8 @@ LINE = 0  # a line of a plain NDJSON split; `path` is URL-encoded, as Spark's _m
 WHOLE = 1  # a whole JSON or gzip NDJSON file; `path` as listed
 ROW = 2  # a row of a table; `path` is the table's name
 
+T = TypeVar("T")
 INPUT_SCHEMA = "kind tinyint, path string, start bigint, value binary"
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 _GLOB = re.compile(r"([\\{}\[\]*?])")
 # Hadoop's file listing (so every Spark file source) leaves out names starting with these.
 _HIDDEN = (".", "_")
@@ -151,7 +154,7 @@ def _listed(spark: SparkSession, source: str) -> list[tuple[str, str]]:
     A path without a scheme that exists here is a local path, named as the local engine names
     it; anything else (`s3a://`, `abfss://`, `dbfs:/`, or a path on Spark's default file
     system) is listed through Hadoop and named by its URI."""
-    if not _URI.match(source) and os.path.exists(source):
+    if not is_uri(source) and os.path.exists(source):
         paths = [part.path for part in FileSource(source).parts()]
         return [(str(path), "file:" + os.path.abspath(path)) for path in paths]
     return _hadoop_files(spark, source)
@@ -179,6 +182,15 @@ def _hadoop_files(spark: SparkSession, uri: str) -> list[tuple[str, str]]:
     # The local engine's order: sorted paths, compared part by part.
     found.sort(key=lambda path: path.removeprefix(prefix).split("/"))
     return [(path, path) for path in found]
+
+
+def in_reading_order(keyed: Iterable[tuple[tuple[int, int], int, T]]) -> Iterator[tuple[int, T]]:
+    """Items keyed by their segment (file, start) with its line count, in reading order, each
+    with the lines of its file before it (to add to the line numbers of its problems)."""
+    lines_before: Counter[int] = Counter()
+    for (number, _), lines, item in sorted(keyed, key=itemgetter(0)):
+        yield lines_before[number], item
+        lines_before[number] += lines
 
 
 def shift_lines(problem: InputProblem, offset: int) -> InputProblem:

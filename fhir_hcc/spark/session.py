@@ -7,29 +7,29 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from fhir_hcc.errors import FhirHccError
+from fhir_hcc.errors import MissingExtraError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
 def start_session(master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
-    """The active session, or a new one on `master` (else spark-defaults, `MASTER`, local[*])
-    with the settings in `conf`.
+    """The active session, or a new one on `master` (else spark-defaults.conf, the `MASTER`
+    variable, local[*]) with the settings in `conf`.
 
     In local mode the Python workers run this interpreter, where fhir-hcc is installed (Spark
-    would otherwise start `python3` from PATH), and Spark listens on the loopback address only;
-    elsewhere `spark.pyspark.python` or PYSPARK_PYTHON says which Python the executors run."""
+    would otherwise start `python3` from PATH). Under spark-submit, or on a cluster,
+    `spark.pyspark.python` (or PYSPARK_PYTHON) says which Python the executors run."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise FhirHccError(
-            "the Spark engine needs PySpark: pip install 'fhir-hcc[spark]'"
+        raise MissingExtraError(
+            "the Spark engine needs PySpark and a Java 17+ runtime: pip install 'fhir-hcc[spark]'"
         ) from None
+    launched_here = "PYSPARK_GATEWAY_PORT" not in os.environ  # not started by spark-submit
     wanted = master or os.environ.get("MASTER")
-    if wanted is None or wanted.startswith("local"):
+    if launched_here and (wanted is None or wanted.startswith("local")):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName("fhir-hcc")
     if master:
         builder = builder.master(master)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 TEST_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    "spark.driver.bindAddress": "127.0.0.1",  # the tests' Spark listens on loopback only
+    "spark.driver.host": "127.0.0.1",
 }
 
 
