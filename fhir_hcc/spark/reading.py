@@ -207,7 +207,7 @@ def shift_lines(problem: InputProblem, offset: int) -> InputProblem:
 class Segment:
     file: int
     start: int
-    source: Lines | WholeFile
+    source: SplitLines | WholeFile
 
 
 def segments(
@@ -220,9 +220,9 @@ def segments(
         number = numbers[unquote(path) if kind == LINE else path]
         values = (row[3] for row in group)
         if kind == WHOLE:
-            source: Lines | WholeFile = WholeFile(labels[number], next(values))
+            source: SplitLines | WholeFile = WholeFile(labels[number], next(values))
         else:
-            source = Lines(labels[number], values)
+            source = SplitLines(labels[number], values)
         yield Segment(number, start, source)
 
 
@@ -231,7 +231,7 @@ def _rows(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[Any, ...]]:
         yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
 
 
-class Lines:
+class SplitLines:
     """A segment of lines (or table rows) in order, numbered from 1 within the segment; `lines`
     counts them all, blank ones included, as the local engine numbers them."""
 
