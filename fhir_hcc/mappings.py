@@ -76,6 +76,7 @@ class Mappings:
         self._normalised: dict[tuple[str, str], tuple[str, str]] = {}
         self._by_coding: dict[str, dict[Coding, Match | None]] = {}
         self._by_text: dict[str, dict[str, tuple[int, Match] | None]] = {}
+        self._classified: dict[tuple[str | Coding | None, ...], tuple[Match, ...]] = {}
         for directory in self.directories:
             self._load_directory(directory)
 
@@ -213,17 +214,29 @@ class Mappings:
             cache[text] = found
         return cache[text]
 
-    def classify(self, concept: str, value: CodeableConcept | None) -> list[Match]:
-        """Match a CodeableConcept: its codings first, its text and displays only as a fallback."""
+    def classify(self, concept: str, value: CodeableConcept | None) -> tuple[Match, ...]:
+        """Match a CodeableConcept: its codings first, its text and displays only as a fallback.
+
+        The same concept is written the same way across an export: one lookup per CodeableConcept.
+        """
         if value is None:
-            return []
+            return ()
+        key = (concept, value.text, *value.coding)
+        found = self._classified.get(key)
+        if found is None:
+            if len(self._classified) > _CACHE_SIZE:
+                self._classified.clear()
+            found = self._classified[key] = self._classify(concept, value)
+        return found
+
+    def _classify(self, concept: str, value: CodeableConcept) -> tuple[Match, ...]:
         matches = self.match_codings(concept, value.coding)
         if matches:
-            return matches
+            return tuple(matches)
         text_match = self.match_text(
             concept, value.text, *(coding.display for coding in value.coding)
         )
-        return [text_match] if text_match else []
+        return (text_match,) if text_match else ()
 
     def table(self, concept: str, name: str) -> dict[str, Any]:
         return self._concept(concept).tables.get(name, {})

@@ -23,7 +23,7 @@ from fhir_hcc.contract import COLUMNS, EXTRA_COLUMNS, as_types
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
 from fhir_hcc.inputs import open_source
-from fhir_hcc.mappers import map_item, mapping_context
+from fhir_hcc.mappers import mapping_context
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
@@ -104,7 +104,7 @@ def collect(
     for line, origin in source.read(report):
         if strict:  # R4 structure first: a strict run maps only valid resources
             _check_structure(line, origin, report)
-        map_item(line, origin, ctx)
+        ctx.map(line, origin)
     collected.problems = problems
     return collected
 

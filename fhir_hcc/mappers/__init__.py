@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 
 from fhir_hcc.facts import Collected
 from fhir_hcc.fhir.datatypes import Resource
-from fhir_hcc.fhir.types import RESOURCE_TYPES
 from fhir_hcc.mappers.condition import Condition, map_condition
 from fhir_hcc.mappers.context import MapContext
 from fhir_hcc.mappers.encounter import (
@@ -60,36 +59,14 @@ SCHEMAS = {name: mapper.schema for name, mapper in MAPPERS.items()}
 
 def map_item(line: bytes, origin: Origin, ctx: MapContext) -> None:
     """Map a source item (a resource's JSON text); what cannot be read is reported."""
-    resource = ctx.reader.read(line, origin)
-    if resource is not None:
-        map_resource(resource, origin, ctx)
-
-
-def map_resource(resource: Resource, origin: Origin, ctx: MapContext) -> None:
-    """Record the facts of one resource; unknown or unusable input is reported, never raised."""
-    ctx.start(resource, origin)
-    resource_type = resource.resourceType
-    ctx.collected.resources_read[resource_type] += 1
-    mapper = MAPPERS.get(resource_type)
-    if mapper is not None:
-        mapper.map(resource, ctx)
-    elif resource_type not in RESOURCE_TYPES:
-        ctx.problem("resourceType", f"unknown resourceType {resource_type!r}")
+    ctx.map(line, origin)
 
 
 def mapping_context(
     mappings: Mappings, collected: Collected, sink: ProblemSink, zone: ZoneInfo | None = None
 ) -> MapContext:
     """The context mappers share in one run, reading items into the mappers' structs."""
-    return MapContext(mappings, collected, sink, zone, SCHEMAS)
+    return MapContext(mappings, collected, sink, zone, MAPPERS)
 
 
-__all__ = [
-    "MAPPERS",
-    "SCHEMAS",
-    "MapContext",
-    "Mapper",
-    "map_item",
-    "map_resource",
-    "mapping_context",
-]
+__all__ = ["MAPPERS", "SCHEMAS", "MapContext", "Mapper", "map_item", "mapping_context"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +10,7 @@ from fhir_hcc.dates import FhirDate, parse_date
 from fhir_hcc.facts import Collected, Fact
 from fhir_hcc.fhir.datatypes import CodeableConcept, Coding, Extension, Period, Reference, Resource
 from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.fhir.types import RESOURCE_TYPES
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings, Match
 from fhir_hcc.sources import InputProblem, Origin, ProblemSink
@@ -27,6 +28,9 @@ _CHOICES = {
 }
 
 
+MapFunction = Callable[[Any, "MapContext"], None]
+
+
 class MapContext:
     """Per-run state handed to mappers: mappings, settings, the fact store and problem reporting."""
 
@@ -36,21 +40,31 @@ class MapContext:
         collected: Collected,
         sink: ProblemSink,
         zone: ZoneInfo | None,
-        schemas: Mapping[str, type[Resource]],
+        mappers: Mapping[str, tuple[type[Resource], MapFunction]],
     ) -> None:
         self.mappings = mappings
         self.collected = collected
         self.sink = sink
         self.zone = zone
-        self.reader = Reader(schemas, sink)
+        self.reader = Reader({name: schema for name, (schema, _) in mappers.items()}, sink)
+        self._maps = {name: function for name, (_, function) in mappers.items()}
         self.origin = Origin("")
         self.resource: Resource = Resource()
         self.patient: str | None = None  # whose the current resource is, once read
 
-    def start(self, resource: Resource, origin: Origin) -> None:
-        self.origin = origin
-        self.resource = resource
-        self.patient = None
+    def map(self, line: bytes, origin: Origin) -> None:
+        """Read one item and record its facts; what cannot be read is reported, never raised."""
+        resource = self.reader.read(line, origin)
+        if resource is None:
+            return
+        self.origin, self.resource, self.patient = origin, resource, None
+        resource_type = resource.resourceType
+        self.collected.resources_read[resource_type] += 1
+        function = self._maps.get(resource_type)
+        if function is not None:
+            function(resource, self)
+        elif resource_type not in RESOURCE_TYPES:
+            self.problem("resourceType", f"unknown resourceType {resource_type!r}")
 
     @property
     def ref(self) -> str:
