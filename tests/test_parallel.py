@@ -74,3 +74,16 @@ def test_ndjson_equals_bundles(export: Path) -> None:
     pd.testing.assert_frame_equal(from_bundles.table, from_ndjson.table)
     notes = from_ndjson.qc[from_ndjson.qc.rule != "input_problem"].reset_index(drop=True)
     pd.testing.assert_frame_equal(from_bundles.qc, notes)
+
+
+def test_workers_are_spawned_where_fork_is_missing(
+    export: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows and macOS start workers by spawn: the mappings and parts travel by pickle."""
+    mappings, config = fhir_hcc.load_mappings(), CohortConfig()
+    sequential = derive_cohort(collect(FileSource(export), mappings, config), config)
+    monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])
+    parts = partitions(FileSource(export), chunk_bytes=500_000)
+    spawned = derive_cohort(collect_parallel(parts, mappings, config, workers=2), config)
+    pd.testing.assert_frame_equal(sequential.table, spawned.table)
+    assert sequential.flow == spawned.flow

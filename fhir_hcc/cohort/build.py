@@ -145,7 +145,9 @@ def collect_parallel(
 ) -> Collected:
     """`collect` over parts in worker processes, merged in reading order: the same result,
     line numbers of problems included, as one process reading the parts in turn."""
-    context = multiprocessing.get_context("fork")
+    # fork shares the loaded mappings for free; spawn (Windows, macOS) pickles them to each worker.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     collected = Collected()
     lines_before: dict[str, int] = {}
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
