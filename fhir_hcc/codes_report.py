@@ -47,7 +47,7 @@ from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappers import SCHEMAS
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import FileSource, ProblemSink, Source
+from fhir_hcc.sources import FileSource, Metered, ProblemSink, ReadProgress, Source
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -179,16 +179,24 @@ class CodeRow:
         ]  # fmt: skip
 
 
-def collect_codes(source: str | Path, mappings: Mappings, sink: ProblemSink) -> list[CodeRow]:
+def collect_codes(
+    source: str | Path,
+    mappings: Mappings,
+    sink: ProblemSink,
+    progress: ReadProgress | None = None,
+) -> list[CodeRow]:
     """Count and classify the codes of a file or directory source, in report order.
 
-    Unreadable input goes to `sink` (an `InputProblem` each) and is skipped."""
+    Unreadable input goes to `sink` (an `InputProblem` each) and is skipped; `progress` is
+    called with (bytes read, bytes in all) as the files are read."""
     if is_server_url(source):
         raise InputError(
             f"{source}: `codes` reads files; pull the server first (fhir-hcc pull, or "
             "fhir-hcc fixtures capture) and pass the folder"
         )
-    return code_rows(source_codes(FileSource(source), mappings, sink), mappings)
+    files = FileSource(source)
+    reading = Metered(files.parts(), progress) if progress is not None else files
+    return code_rows(source_codes(reading, mappings, sink), mappings)
 
 
 def source_codes(source: Source, mappings: Mappings, sink: ProblemSink) -> Counter[_Key]:

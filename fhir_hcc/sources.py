@@ -162,6 +162,31 @@ class NdjsonSlice:
 Part = NotData | JsonFile | NdjsonSlice
 
 
+# Called with (bytes read, bytes in all) each time a file or a slice of one has been read.
+ReadProgress = Callable[[int, int], None]
+
+
+class Metered:
+    """The parts of a file source read in turn, reporting progress after each."""
+
+    def __init__(self, parts: list[Part], progress: ReadProgress) -> None:
+        self.parts, self.progress = parts, progress
+
+    def read(self, sink: ProblemSink) -> Iterator[Item]:
+        sizes = [part_size(part) for part in self.parts]
+        done, total = 0, sum(sizes)
+        for part, size in zip(self.parts, sizes, strict=True):
+            yield from part.read(sink)
+            done += size
+            self.progress(done, total)
+
+
+def part_size(part: Part) -> int:
+    if isinstance(part, NdjsonSlice) and part.end is not None:
+        return part.end - part.start
+    return part.path.stat().st_size
+
+
 def partitions(source: FileSource, chunk_bytes: int) -> list[Part]:
     """The parts of a source cut to about `chunk_bytes`, in reading order.
 

@@ -87,3 +87,20 @@ def test_workers_are_spawned_where_fork_is_missing(
     spawned = derive_cohort(collect_parallel(parts, mappings, config, workers=2), config)
     pd.testing.assert_frame_equal(sequential.table, spawned.table)
     assert sequential.flow == spawned.flow
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_reports_every_byte_once(export: Path, workers: int) -> None:
+    """Progress rises to the size of the whole input, by parts (files, or slices of them)."""
+    seen: list[tuple[int, int]] = []
+    total = sum(path.stat().st_size for path in FileSource(export).files())
+    parts = partitions(FileSource(export), chunk_bytes=50_000)
+    config = CohortConfig()
+    if workers == 1:
+        fhir_hcc.build_cohort(export, workers=1, progress=lambda *done: seen.append(done))
+    else:
+        collect_parallel(parts, fhir_hcc.load_mappings(), config, 2, lambda *d: seen.append(d))
+    dones = [done for done, _ in seen]
+    assert dones == sorted(dones) and dones[-1] == total
+    assert {all_bytes for _, all_bytes in seen} == {total}
+    assert len(seen) == (len(FileSource(export).parts()) if workers == 1 else len(parts))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from fhir_hcc.progress import ReadingProgress
     from fhir_hcc.server.options import ClientOptions
     from fhir_hcc.server.progress import Progress
 
@@ -58,6 +59,13 @@ def progress(args: argparse.Namespace) -> Progress:
     from fhir_hcc.server.progress import NoProgress, progress_for
 
     return NoProgress() if args.quiet else progress_for(sys.stderr)
+
+
+def reading_progress(args: argparse.Namespace) -> ReadingProgress | None:
+    """Progress of a long read of files on stderr; nothing with --quiet."""
+    from fhir_hcc.progress import ReadingProgress
+
+    return None if args.quiet else ReadingProgress(sys.stderr)
 
 
 def add_mappings_argument(parser: argparse.ArgumentParser) -> None:

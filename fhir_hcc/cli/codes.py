@@ -16,6 +16,7 @@ from fhir_hcc.cli.arguments import (
     add_mappings_argument,
     check_engine,
     note,
+    reading_progress,
     spark_session,
 )
 from fhir_hcc.codes_report import collect_codes, summary, write_codes_csv
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
         rows = collect_on_spark(spark_session(args), args.source, mappings, report)
     else:
-        rows = collect_codes(args.source, mappings, report)
+        rows = collect_codes(args.source, mappings, report, reading_progress(args))
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8", newline="") as handle:

@@ -9,6 +9,7 @@ from fhir_hcc.cli.arguments import (
     check_engine,
     client_options,
     note,
+    reading_progress,
     spark_session,
 )
 from fhir_hcc.cohort import CohortResult, build_cohort
@@ -57,6 +58,7 @@ def build_from_args(args: argparse.Namespace) -> CohortResult:
         mappings=mappings,
         workers=args.workers,
         server_options=server_options,
+        progress=reading_progress(args),
     )
 
 

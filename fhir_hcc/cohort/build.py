@@ -22,17 +22,20 @@ from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.contract import COLUMNS, EXTRA_COLUMNS, as_types
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
-from fhir_hcc.inputs import open_source
+from fhir_hcc.inputs import is_server_url, open_source
 from fhir_hcc.mappers import mapping_context
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
     InputProblem,
+    Metered,
     Origin,
     Part,
     ProblemSink,
+    ReadProgress,
     Source,
+    part_size,
     partitions,
 )
 
@@ -61,6 +64,7 @@ def build_cohort(
     mappings: Mappings | None = None,
     workers: int | None = None,
     server_options: dict[str, Any] | None = None,
+    progress: ReadProgress | None = None,
 ) -> CohortResult:
     """Build the salvage-surgery cohort from FHIR resources.
 
@@ -69,16 +73,21 @@ def build_cohort(
     in the flow and QC and the run goes on. `server_options` (for example
     `{"options": ClientOptions(...), "workdir": path}`) go to `fhir_hcc.server.ServerSource`.
     Large NDJSON inputs are read by `workers` processes (default: one per core, up to 4).
+    `progress` is called with (bytes read, bytes in all) as the files of a file source are read.
     """
     if not isinstance(config, CohortConfig):
         config = load_config(config)
     mappings = mappings or load_mappings(config.mappings)
-    # A server is searched for the codes of the mappings in use (site codes included).
-    opened = open_source(source, search_codes=mappings.search_codes(), **(server_options or {}))
+    if is_server_url(source):  # searched for the codes of the mappings in use, site codes too
+        server_options = {"search_codes": mappings.search_codes(), **(server_options or {})}
+    opened = open_source(source, **(server_options or {}))
     parts = _parts(opened, workers) if not strict else []
     if len(parts) > 1:
-        collected = collect_parallel(parts, mappings, config, workers or _default_workers())
+        workers = workers or _default_workers()
+        collected = collect_parallel(parts, mappings, config, workers, progress)
     else:
+        if progress is not None and isinstance(opened, FileSource):
+            opened = Metered(opened.parts(), progress)
         collected = collect(opened, mappings, config, strict=strict)
     return derive_cohort(collected, config)
 
@@ -141,7 +150,11 @@ def _parts(source: Source, workers: int | None) -> list[Part]:
 
 
 def collect_parallel(
-    parts: list[Part], mappings: Mappings, config: CohortConfig, workers: int
+    parts: list[Part],
+    mappings: Mappings,
+    config: CohortConfig,
+    workers: int,
+    progress: ReadProgress | None = None,
 ) -> Collected:
     """`collect` over parts in worker processes, merged in reading order: the same result,
     line numbers of problems included, as one process reading the parts in turn."""
@@ -150,14 +163,20 @@ def collect_parallel(
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     collected = Collected()
     lines_before: dict[str, int] = {}
+    sizes = [part_size(part) for part in parts]
+    done, total = 0, sum(sizes)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         jobs = [(part, mappings, config) for part in parts]
-        for part, (found, lines) in zip(parts, pool.map(_collect_part, jobs), strict=True):
+        results = pool.map(_collect_part, jobs)
+        for part, size, (found, lines) in zip(parts, sizes, results, strict=True):
             location = str(part.path)
             offset = lines_before.get(location, 0)
             found.problems = [_shifted(problem, offset) for problem in found.problems]
             lines_before[location] = offset + lines
             collected.merge(found)
+            done += size
+            if progress is not None:
+                progress(done, total)
     return collected
 
 
