@@ -12,8 +12,8 @@ from typing import Any
 from fhir_hcc.sources import FileSource, Source
 
 
-def is_server_url(spec: str | Path) -> bool:
-    return str(spec).startswith(("http://", "https://"))
+def is_server_url(spec: object) -> bool:
+    return isinstance(spec, str | Path) and str(spec).startswith(("http://", "https://"))
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")

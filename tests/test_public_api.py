@@ -44,6 +44,7 @@ SIGNATURES = {
         ("mappings", K, None),
         ("workers", K, None),
         ("server_options", K, None),
+        ("progress", K, None),
     ],
     "load_config": [("path", P, None)],
     "load_mappings": [("extra", P, ())],

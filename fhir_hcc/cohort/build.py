@@ -111,9 +111,9 @@ def collect(
 
     ctx = mapping_context(mappings, collected, report, config.zone())
     for line, origin in source.read(report):
-        if strict:  # R4 structure first: a strict run maps only valid resources
+        ctx.map(line, origin)  # a shape problem stops a strict run with the lenient run's message
+        if strict:  # then the whole R4 structure: a strict run finishes only on valid resources
             _check_structure(line, origin, report)
-        ctx.map(line, origin)
     collected.problems = problems
     return collected
 

@@ -6,15 +6,24 @@ import codecs
 import gzip
 import zlib
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO
+from types import ModuleType
+from typing import BinaryIO, cast
 
-try:  # the `speed` extra: ISA-L inflates gzip several times faster than zlib
-    from isal import igzip as _gzip
-    from isal.isal_zlib import error as _InflateError
-except ImportError:  # pragma: no cover - the standard library is the fallback
-    _gzip = gzip  # type: ignore[assignment]
-    _InflateError = zlib.error
+# What reading a file may raise: I/O, a truncated gzip stream, a corrupt one.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+
+
+@cache
+def _inflater() -> tuple[ModuleType, tuple[type[BaseException], ...]]:
+    """ISA-L (the `speed` extra) inflates gzip several times faster than zlib, the fallback."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:  # pragma: no cover - without the extra
+        return gzip, _READ_ERRORS
+    return igzip, (*_READ_ERRORS, cast(type[BaseException], isal_zlib.error))
+
 
 SUFFIXES = (".ndjson", ".ndjson.gz")
 
@@ -30,7 +39,7 @@ def is_ndjson(path: Path) -> bool:
 def open_ndjson(path: Path) -> BinaryIO:
     """The file's bytes, inflated when its name ends in `.gz`."""
     if path.name.endswith(".gz"):
-        return _gzip.open(path, "rb")  # type: ignore[return-value]
+        return cast(BinaryIO, _inflater()[0].open(path, "rb"))
     return path.open("rb")
 
 
@@ -57,7 +66,7 @@ class Lines:
                 if self.start:
                     handle.seek(self.start)
                 yield from self._lines(handle)
-        except (OSError, EOFError, zlib.error, _InflateError) as error:
+        except _inflater()[1] as error:
             raise UnreadableFile(f"cannot read file: {error}") from None
 
     def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:

@@ -46,6 +46,9 @@ class Reader:
 
     def read(self, line: bytes, origin: Origin) -> Resource | None:
         """The resource of one item; None (with the problem reported) when it cannot be used."""
+        if not line.isascii() and not _is_utf8(line):  # the decoder skips unread text unchecked
+            self.sink(InputProblem(origin, None, None, _malformed(line, UnicodeDecodeError)))
+            return None
         if line.startswith(_PREFIX):
             found = self._decoders.get(line[17 : line.find(b'"', 17)])
             if found is not None:
@@ -105,6 +108,14 @@ class Reader:
         return decoded.resource
 
 
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _patient_of(data: dict[str, Any]) -> str | None:
     if data.get("resourceType") == "Patient":
         return data["id"] if isinstance(data.get("id"), str) else None
@@ -117,11 +128,13 @@ def _reference(name: str, data: dict[str, Any]) -> str:
     return f"{name}/{resource_id if isinstance(resource_id, str) and resource_id else '?'}"
 
 
-def _malformed(line: bytes, error: Exception) -> str:
+def _malformed(line: bytes, error: Exception | type[Exception]) -> str:
     """The reason in orjson's words, which name the fault ("unexpected end of data"), judged
     without the line end: a line cut inside a string reads the same whether its newline follows
     or not (orjson would call the newline a control character), as readers that drop line ends
     (Spark's text source) hand it over."""
+    if isinstance(error, RecursionError):  # before orjson, which would parse it again
+        return "malformed JSON (nested too deeply)"
     try:
         orjson.loads(line.rstrip(b"\r\n"))
     except orjson.JSONDecodeError as described:
