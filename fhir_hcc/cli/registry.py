@@ -13,7 +13,10 @@ import orjson
 from fhir_hcc.cli.arguments import add_registry_argument
 from fhir_hcc.errors import ConfigError
 
-READ_WAIT = 10  # seconds to wait for a sync's commit before saying the registry is busy
+# Seconds to wait for a lock before saying the registry is busy. A registry in WAL mode never
+# makes a reader wait for a sync; one of schema 1 (rollback journal) does until the first sync of
+# this version upgrades it.
+READ_WAIT = 10
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ConfigError(f"{path}: no registry here yet (run `fhir-hcc sync` first)")
     try:
-        with Registry(path, timeout=READ_WAIT) as registry:
-            result = ACTIONS[args.action](registry, args)
+        with Registry(path, timeout=READ_WAIT, reader=True) as registry, registry.snapshot():
+            result = ACTIONS[args.action](registry, args)  # the last committed run, throughout
     except sqlite3.OperationalError as error:
         if not is_locked(error):
             raise

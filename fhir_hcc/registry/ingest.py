@@ -9,21 +9,21 @@ how deletions are found on servers that do not report them.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from hashlib import blake2b
 from itertools import islice
 from pathlib import Path
 
 import msgspec
 
 from fhir_hcc.errors import InputError
+from fhir_hcc.fhir.ndjson import UnreadableFile, read_lines
+from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.registry.store import Registry, Row
 
 BATCH = 5000
-_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
 
 
 class _Meta(msgspec.Struct):
@@ -140,8 +140,9 @@ def _write_batch(
 
 
 def _batches(paths: list[Path], resource_type: str) -> Iterator[list[Row]]:
-    """Rows in batches, parsed in this thread: a parsing thread beside SQLite's writes was
-    slower (each row's bind waits for the GIL the parser holds)."""
+    """Rows in batches, parsed in this process. Measured slower, both: a parsing thread beside
+    SQLite's writes (each row's bind waited for the GIL the parser held) and a parsing process
+    (the pickled batches through a pipe cost the writer almost what the parse did)."""
     rows = _rows(paths, resource_type)
     while batch := list(islice(rows, BATCH)):
         yield batch
@@ -161,40 +162,42 @@ def apply_deletions(
 
 
 def _rows(paths: list[Path], resource_type: str) -> Iterator[Row]:
+    """The rows of the files, each line skimmed for its keys and hashed (one loop: this is the
+    CPU-bound half of a sync)."""
     for path in paths:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                line = line.rstrip(b"\r\n")
-                if line and not line.isspace():
-                    yield _row(line, path, number, resource_type)
-
-
-def _row(line: bytes, path: Path, number: int, resource_type: str) -> Row:
-    try:
-        keys = _DECODER.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
-        raise InputError(f"{path.name}:{number}: not a FHIR resource ({error})") from None
-    if keys.resourceType != resource_type or not keys.id:
-        found = f"{keys.resourceType or '?'}/{keys.id or '?'}"
-        raise InputError(f"{path.name}:{number}: {found} in the {resource_type} file (or no id)")
-    meta = keys.meta or _NO_META
-    return Row(
-        resource_type,
-        keys.id,
-        meta.versionId,
-        meta.lastUpdated,
-        hashlib.blake2b(line, digest_size=16).digest(),
-        keys.id if resource_type == "Patient" else _patient(keys),
-        line,
-    )
+        try:
+            for number, raw in read_lines(path):
+                line = raw.rstrip(b"\r\n")
+                try:
+                    keys = _DECODER.decode(line)
+                except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                    raise InputError(
+                        f"{path.name}:{number}: not a FHIR resource ({error})"
+                    ) from None
+                if keys.resourceType != resource_type or not keys.id:
+                    found = f"{keys.resourceType or '?'}/{keys.id or '?'}"
+                    raise InputError(
+                        f"{path.name}:{number}: {found} in the {resource_type} file (or no id)"
+                    )
+                meta = keys.meta or _NO_META
+                yield Row(
+                    resource_type,
+                    keys.id,
+                    meta.versionId,
+                    meta.lastUpdated,
+                    blake2b(line, digest_size=16).digest(),
+                    keys.id if resource_type == "Patient" else _patient(keys),
+                    line,
+                )
+        except UnreadableFile as error:
+            raise InputError(f"{path.name}: {error}") from None
 
 
 def _patient(keys: _Keys) -> str | None:
-    reference = (keys.subject or keys.patient or _NO_REFERENCE).reference
-    if not reference:
-        return None
-    if reference.startswith("Patient/") and "/" not in reference[8:]:
-        return reference[8:]  # the common case, without the regular expression
-    match = _PATIENT_REFERENCE.search(reference)
-    return match.group(1) if match else None
+    return _patient_id((keys.subject or keys.patient or _NO_REFERENCE).reference or "")
+
+
+@lru_cache(maxsize=1 << 16)  # an export names each patient hundreds of times
+def _patient_id(reference: str) -> str | None:
+    target = parse_reference(reference)
+    return target.id if target is not None and target.type == "Patient" else None

@@ -1,18 +1,26 @@
 """The registry file: SQLite holding resources, their old versions, runs and cohorts.
 
-A rollback journal, not WAL: a sync writes one large transaction (1.5 GB for a million
-resources), which WAL would write twice (to the log, then into the file at the checkpoint). The
-price: once a sync's writes outgrow its page cache, it locks readers out until its commit, and a
-reader inside a long transaction holds up that commit.
+Write-ahead log (WAL): a sync writes one large transaction while readers (`fhir-hcc registry
+...`, notebooks) go on reading the last committed run, neither waiting for the other. The
+rollback journal it replaces locked readers out for most of a large sync, and a reader inside
+a long read transaction stopped the sync's commit. WAL writes the data twice (to the log, then
+into the file at the checkpoint after the commit): with resource ids in random order, as most
+servers assign them, the two tables below more than pay for that; with ids in order a large
+sync costs about a tenth more CPU than before (docs/registry.md, "Performance").
 
 Tables:
-- `resources`: the current version of every resource (type, id, versionId, lastUpdated, content
-  hash, patient id, the run that wrote it, the JSON exactly as the server sent it);
+- `resources`: the current version of every resource, keyed by type and id: versionId,
+  lastUpdated, content hash, patient id, the run that wrote it and its `content` (below). A
+  small row: the ledger of a sync reads it in key order without touching any JSON, and new
+  resources with ids in random order (as servers assign them) are cheap to insert;
+- `contents`: the JSON of every version, exactly as the server sent it, appended and never
+  changed (`resources.content` and `history.content` point at it);
 - `history`: every replaced or deleted version, moved there by triggers (`deleted_by` set for a
   deletion, `replaced_by` for a change);
 - `runs`: one row per sync (start, end, mode, since, transaction time, per-type counts, status,
   tool and mapping versions, message);
-- `cohort`: the cohort table of each successful run, one JSON row per patient.
+- `cohort`: the cohort table of each successful run, one JSON row per patient;
+- the view `current`: `resources` with the JSON of each (for queries by hand).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,11 +37,12 @@ import orjson
 
 from fhir_hcc.registry.errors import RegistryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keys and JSON in two tables, WAL (1: one WITHOUT ROWID table)
+READABLE_SCHEMAS = frozenset({1, 2})  # the queries of readers work on both
 DEFAULT_FILE = "registry.sqlite"
 REGISTRY_ENV = "FHIR_HCC_REGISTRY"
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -47,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     counts TEXT,
     message TEXT
 );
+CREATE TABLE IF NOT EXISTS contents (id INTEGER PRIMARY KEY, json BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
     type TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -55,9 +67,9 @@ CREATE TABLE IF NOT EXISTS resources (
     hash BLOB NOT NULL,
     patient TEXT,
     run_id INTEGER NOT NULL,
-    json BLOB NOT NULL,
+    content INTEGER NOT NULL,
     PRIMARY KEY (type, id)
-) WITHOUT ROWID;  -- one B-tree, not a table plus its key index: faster bulk writes
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     type TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -66,7 +78,7 @@ CREATE TABLE IF NOT EXISTS history (
     hash BLOB NOT NULL,
     patient TEXT,
     run_id INTEGER NOT NULL,
-    json BLOB NOT NULL,
+    content INTEGER NOT NULL,
     replaced_by INTEGER,
     deleted_by INTEGER
 );
@@ -77,14 +89,39 @@ CREATE TABLE IF NOT EXISTS cohort (
     row TEXT NOT NULL,
     PRIMARY KEY (run_id, patient)
 );
+"""
+_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS keep_replaced BEFORE UPDATE ON resources BEGIN
     INSERT INTO history VALUES (old.type, old.id, old.version_id, old.last_updated, old.hash,
-        old.patient, old.run_id, old.json, new.run_id, NULL);
+        old.patient, old.run_id, old.content, new.run_id, NULL);
 END;
 CREATE TRIGGER IF NOT EXISTS keep_deleted BEFORE DELETE ON resources BEGIN
     INSERT INTO history VALUES (old.type, old.id, old.version_id, old.last_updated, old.hash,
-        old.patient, old.run_id, old.json, NULL, (SELECT value FROM meta WHERE key = 'run'));
+        old.patient, old.run_id, old.content, NULL, (SELECT value FROM meta WHERE key = 'run'));
 END;
+CREATE VIEW IF NOT EXISTS current AS
+    SELECT r.type, r.id, r.version_id, r.last_updated, r.hash, r.patient, r.run_id, c.json
+    FROM resources AS r JOIN contents AS c ON c.id = r.content;
+"""
+# Schema 1 kept each version's JSON in its `resources` or `history` row: move it to `contents`.
+_UPGRADE_FROM_1 = f"""
+ALTER TABLE resources RENAME TO resources_1;
+ALTER TABLE history RENAME TO history_1;
+DROP TRIGGER IF EXISTS keep_replaced;
+DROP TRIGGER IF EXISTS keep_deleted;
+DROP INDEX IF EXISTS history_resource;
+{_TABLES}
+INSERT INTO contents (id, json) SELECT row_number() OVER (ORDER BY type, id), json
+    FROM resources_1;
+INSERT INTO resources SELECT type, id, version_id, last_updated, hash, patient, run_id,
+    row_number() OVER (ORDER BY type, id) FROM resources_1 ORDER BY type, id;
+INSERT INTO contents (id, json) SELECT (SELECT COUNT(*) FROM resources_1) + rowid, json
+    FROM history_1;
+INSERT INTO history SELECT type, id, version_id, last_updated, hash, patient, run_id,
+    (SELECT COUNT(*) FROM resources_1) + rowid, replaced_by, deleted_by FROM history_1;
+DROP TABLE resources_1;
+DROP TABLE history_1;
+UPDATE meta SET value = '2' WHERE key = 'schema';
 """
 
 
@@ -97,8 +134,7 @@ def default_path() -> Path:
 
 
 class Row(NamedTuple):
-    """One resource version as stored (a tuple: one is made per resource, and sqlite3 binds it
-    as it is)."""
+    """One resource version as read from an export (a tuple: one is made per resource)."""
 
     type: str
     id: str
@@ -109,28 +145,81 @@ class Row(NamedTuple):
     json: bytes
 
 
-class Registry:
-    """An open registry file; a run's writes happen between `begin()` and `commit()`."""
+_KEYS = itemgetter(slice(0, 6))  # a Row's columns of `resources`, up to its content id
+_JSON = itemgetter(6)
 
-    def __init__(self, path: Path, timeout: float = 30) -> None:
+
+class Registry:
+    """An open registry file; a run's writes happen between `begin()` and `commit()`.
+
+    `reader=True` opens an existing registry for reading only (no schema changes, no writes);
+    `snapshot()` then answers several queries from one committed state.
+    """
+
+    def __init__(self, path: Path, timeout: float = 30, *, reader: bool = False) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not reader:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=timeout)
         except sqlite3.Error as error:
             raise RegistryError(f"{path}: cannot open the registry ({error})") from None
         try:
-            self.db.execute("PRAGMA page_size=16384")  # a new file only: 1-2 KB rows pack better
-            self.db.execute("PRAGMA journal_mode=DELETE")  # also turns an older WAL file back
-            self.db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut
-            self.db.execute("PRAGMA cache_size=-131072")  # 128 MB
-            self.db.executescript(_SCHEMA)
-            self._check_schema()
+            if reader:
+                self.db.execute("PRAGMA query_only=ON")
+                self._check_schema(READABLE_SCHEMAS)
+            else:
+                self._prepare()
         except sqlite3.DatabaseError as error:
             self.db.close()
             if is_locked(error):
                 raise  # the caller knows whether a sync holds it
             raise RegistryError(f"{path}: not a usable registry ({error})") from None
+        except RegistryError:
+            self.db.close()
+            raise
+
+    def _prepare(self) -> None:
+        """Settings, tables and the upgrade of an older file, for a connection that writes."""
+        self.db.execute("PRAGMA page_size=16384")  # a new file only: 1-2 KB rows pack better
+        self.db.execute("PRAGMA journal_mode=WAL")  # persistent: readers open it in WAL too
+        self.db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut
+        self.db.execute("PRAGMA journal_size_limit=67108864")  # a checkpointed log: 64 MB kept
+        self.db.execute("PRAGMA cache_size=-262144")  # 256 MB: the keys of ~1.5 M resources
+        found = self._schema_version()
+        if found == 1:
+            self._upgrade_from_1()
+        self.db.executescript(_TABLES + _TRIGGERS)
+        if found is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._check_schema({SCHEMA_VERSION})
+
+    def _schema_version(self) -> int | None:
+        exists = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        found = exists and self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return int(found[0]) if found else None
+
+    def _check_schema(self, accepted: frozenset[int] | set[int]) -> None:
+        found = self._schema_version()
+        if found not in accepted:
+            raise RegistryError(
+                f"{self.path}: schema version {found}, expected {SCHEMA_VERSION}"
+                + (" (an empty or unfinished registry file?)" if found is None else "")
+            )
+
+    def _upgrade_from_1(self) -> None:
+        """In one transaction: a crash leaves schema 1 as it was."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _UPGRADE_FROM_1.split(";\n"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -141,14 +230,15 @@ class Registry:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _check_schema(self) -> None:
-        found = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if found is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
-            raise RegistryError(
-                f"{self.path}: schema version {found[0]}, expected {SCHEMA_VERSION}"
-            )
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every query inside it sees the same committed run, however
+        many commits land meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     # -- writing -----------------------------------------------------------------------------
     def begin(self, run_id: int) -> None:
@@ -164,22 +254,34 @@ class Registry:
             self.db.execute("ROLLBACK")
 
     def insert(self, rows: Sequence[Row], run_id: int) -> None:
+        contents = self._store_contents(rows)
         self.db.executemany(
-            "INSERT INTO resources (type, id, version_id, last_updated, hash, patient, json, "
+            "INSERT INTO resources (type, id, version_id, last_updated, hash, patient, content, "
             f"run_id) VALUES (?, ?, ?, ?, ?, ?, ?, {int(run_id)})",
-            rows,
+            map(add, map(_KEYS, rows), zip(contents)),  # C loops: a row costs no Python call
         )
 
-    def replace(self, rows: Iterable[Row], run_id: int) -> None:
+    def replace(self, rows: Sequence[Row], run_id: int) -> None:
         """New versions of known resources; the trigger keeps the old ones in `history`."""
+        contents = self._store_contents(rows)
         self.db.executemany(
             "UPDATE resources SET version_id = ?, last_updated = ?, hash = ?, patient = ?, "
-            "run_id = ?, json = ? WHERE type = ? AND id = ?",
+            "run_id = ?, content = ? WHERE type = ? AND id = ?",
             (
-                (r.version_id, r.last_updated, r.hash, r.patient, run_id, r.json, r.type, r.id)
-                for r in rows
+                (r.version_id, r.last_updated, r.hash, r.patient, run_id, content, r.type, r.id)
+                for r, content in zip(rows, contents, strict=True)
             ),
         )
+
+    def _store_contents(self, rows: Sequence[Row]) -> range:
+        """Append the rows' JSON to `contents`; returns their ids there, in the rows' order."""
+        (last,) = self.db.execute("SELECT coalesce(max(id), 0) FROM contents").fetchone()
+        contents = range(last + 1, last + 1 + len(rows))
+        self.db.executemany(
+            "INSERT INTO contents (id, json) VALUES (?, ?)",
+            zip(contents, map(_JSON, rows), strict=True),
+        )
+        return contents
 
     def delete(self, resource_type: str, ids: Iterable[str]) -> int:
         cursor = self.db.executemany(
@@ -254,7 +356,10 @@ class Registry:
     # -- reading -----------------------------------------------------------------------------
     def resource_lines(self) -> Iterator[tuple[str, str, bytes]]:
         """(type, id, JSON) of every current resource, streamed."""
-        yield from self.db.execute("SELECT type, id, json FROM resources ORDER BY type, id")
+        yield from self.db.execute(
+            "SELECT r.type, r.id, c.json FROM resources AS r JOIN contents AS c "
+            "ON c.id = r.content ORDER BY r.type, r.id"
+        )
 
     def summary(self) -> dict[str, Any]:
         def count(query: str) -> int:

@@ -72,7 +72,7 @@ class SyncSettings:
     config: CohortConfig | str | Path | None = None
     snapshot: bool = True  # build and store the cohort (the benchmark times it separately)
     search_overlap: float = 600.0  # seconds a search-incremental window reaches back
-    busy_timeout: float = 30.0  # seconds to wait for readers before a write gives up
+    busy_timeout: float = 30.0  # seconds to wait for another writer before a write gives up
 
 
 class RegistrySource:
@@ -139,11 +139,12 @@ def _record_failure(registry: Registry, run_id: int, error: BaseException) -> No
 
 
 def _as_registry_error(error: BaseException, path: Path) -> BaseException:
-    """A reader that held the registry past the lock timeout, as a clear error (exit 7)."""
+    """Another writer that held the registry past the lock timeout, as a clear error (exit 7).
+    Readers never hold a sync up (WAL), except while it upgrades a schema-1 file."""
     if isinstance(error, sqlite3.OperationalError) and is_locked(error):
         return RegistryError(
-            f"{path}: another process kept the registry open for reading too long to write "
-            "(a notebook or SQLite shell inside a transaction?); this sync kept nothing"
+            f"{path}: another process kept the registry locked too long to write (an SQLite "
+            "shell inside a write transaction?); this sync kept nothing"
         )
     return error
 

@@ -258,15 +258,19 @@ def test_search_incremental_sync_fetches_changes_and_whole_new_patients(own_serv
     assert before["P08"]["sex"] != after["P08"]["sex"]
 
 
-def test_sync_blocked_by_a_reader_fails_clearly_and_keeps_nothing(own_server, tmp_path):
+def test_sync_blocked_by_another_writer_fails_clearly_and_keeps_nothing(own_server, tmp_path):
     registry = tmp_path / "registry.sqlite"
     sync_once(own_server, registry)
     before = state_of(registry)
     reader = sqlite3.connect(registry, isolation_level=None)
-    reader.execute("BEGIN")  # a notebook inside a read transaction holds a shared lock
+    reader.execute("BEGIN")  # a notebook inside a read transaction holds up nothing (WAL)
     reader.execute("SELECT COUNT(*) FROM resources").fetchone()
     settings = SyncSettings(own_server, registry, type_filter=False, busy_timeout=0.2)
-    with pytest.raises(RegistryError, match="kept the registry open for reading too long"):
+    assert sync(settings, OPTIONS, environ={})["status"] == "ok"
+    reader.execute("ROLLBACK")
+    before = state_of(registry)
+    reader.execute("BEGIN IMMEDIATE")  # an SQLite shell inside a write transaction does
+    with pytest.raises(RegistryError, match="kept the registry locked too long to write"):
         sync(settings, OPTIONS, environ={})
     reader.execute("ROLLBACK")
     reader.close()
