@@ -37,14 +37,11 @@ def map_patient(resource: Patient, ctx: MapContext) -> None:
         return
     ctx.patient = patient_id
     record = ctx.collected.patient(patient_id)
-    if record.demographics is not None:
-        ctx.skip(patient_id, "duplicate_resource", "a second copy of the Patient was ignored")
-        return
     gender = resource.gender
     if gender is not None and gender not in _GENDERS:
         ctx.problem("gender", "unknown gender code")
         gender = None
-    record.demographics = Demographics(
+    demographics = Demographics(
         source=ctx.ref,
         gender=gender,
         birth_date=ctx.date(resource.birthDate, "birthDate", patient_id),
@@ -53,6 +50,13 @@ def map_patient(resource: Patient, ctx: MapContext) -> None:
         deceased_date=ctx.date(resource.deceasedDateTime, "deceasedDateTime", patient_id),
         replaced_by=_replaced_by(resource),
     )
+    # A second copy is read like any Patient (its problems and notes count) before it is
+    # ignored, so the result is the same whether one process read both copies or two workers
+    # (or Spark tasks) read one each and `Collected.merge` met the second.
+    if record.demographics is not None:
+        ctx.skip(patient_id, "duplicate_resource", "a second copy of the Patient was ignored")
+        return
+    record.demographics = demographics
 
 
 def _birth_sex(resource: Patient, ctx: MapContext) -> str | None:

@@ -137,12 +137,13 @@ def test_replaced_by_chains_and_duplicates_across_files(
         by_id[f"Patient/{old}"]["link"] = [
             {"other": {"reference": f"Patient/{new}"}, "type": "replaced-by"}
         ]
-    copy = dict(by_id["Patient/P01"], birthDate="1950-01-01")
-    resources = [*by_id.values(), copy]
+    resources = list(by_id.values())
     random.Random(14).shuffle(resources)
     for index in range(40):
         lines = [orjson.dumps(resource) for resource in resources[index::40]]
         (tmp_path / f"{index:02d}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    copy = dict(by_id["Patient/P01"], birthDate="1950", gender="nonsense")  # a note, a problem
+    (tmp_path / "zz-copy.ndjson").write_bytes(orjson.dumps(copy) + b"\n")  # read last
     local = fhir_hcc.build_cohort(tmp_path, workers=1)
     result = build_cohort(spark, tmp_path)
     assert_same(local, result)
