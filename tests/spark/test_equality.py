@@ -91,6 +91,15 @@ def test_split_ndjson_with_malformed_lines(spark: SparkSession, messy: Path) -> 
     assert ("Procedure.ndjson.gz", None) in found  # the gzip stream cut short
 
 
+def test_malformed_corpus(spark: SparkSession) -> None:
+    """fixtures/malformed: a BOM, CRLF, NUL bytes, invalid UTF-8, NaN, duplicate keys, arrays,
+    deep nesting and wrong shapes, one file each."""
+    corpus = ROOT / "fixtures" / "malformed" / "_data"
+    local = fhir_hcc.build_cohort(corpus, workers=1)
+    assert_same(local, build_cohort(spark, corpus))
+    assert len(local.problems) > 5
+
+
 def test_uri_source(spark: SparkSession, messy: Path) -> None:
     """A URI is listed through Hadoop's file system and named by its URI in problems."""
     local = fhir_hcc.build_cohort(messy, workers=1)
