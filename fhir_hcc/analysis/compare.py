@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 if TYPE_CHECKING:
     from lifelines import CoxPHFitter
-    from lifelines.statistics import StatisticalResult
 
 # Factor levels with the reference level first; values outside these ("unknown", "other") are
 # left out of the comparison.
@@ -28,7 +28,7 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "hbv_status": ("negative", "positive"),
     "sex": ("female", "male"),
 }
-NUMERIC_COVARIATES = ("age_at_surgery",)
+NUMERIC_COVARIATES = ("age_at_surgery", "log_afp")
 # lifelines stops Newton-Raphson early by default (coefficients off by ~1e-4 on flat
 # likelihoods); this tolerance converges to R's answer.
 _CONVERGENCE = {"precision": 1e-12}
@@ -44,8 +44,9 @@ class LogRankTest:
     statistic: float | None = None
     degrees_of_freedom: int | None = None
     p_value: float | None = None
-    result: StatisticalResult | None = None
     reason: str | None = None
+    strata: str | None = None  # the factor this test is stratified by
+    stratified: LogRankTest | None = None  # the same test stratified by `logrank_strata`
 
 
 @dataclass(frozen=True)
@@ -90,60 +91,97 @@ class CoxModel:
         )
 
 
-def logrank(durations: pd.Series, event_observed: pd.Series, groups: pd.Series) -> LogRankTest:
-    """Log-rank test across the known levels of `groups` (a factor column).
+def logrank(
+    durations: pd.Series,
+    event_observed: pd.Series,
+    groups: pd.Series,
+    strata: pd.Series | None = None,
+) -> LogRankTest:
+    """Log-rank test across the known levels of `groups` (a factor column), optionally
+    stratified (R's `survdiff(... + strata(s))`: observed, expected and variance summed over the
+    strata, each with its own risk sets). Patients with an unknown group or stratum are left out.
 
     A group nobody of which is at risk at any event time carries no information and makes the
     variance matrix singular (R's `survdiff` stops there): it is left out of the test and shown
     with 0 expected events.
     """
-    from lifelines.statistics import multivariate_logrank_test  # lazy: slow import
-
     factor = str(groups.name)
     known = groups.isin(FACTORS[factor])
+    stratum_name = None if strata is None else str(strata.name)
+    if strata is not None:
+        known &= strata.isin(FACTORS[str(strata.name)])
     durations, event_observed, groups = durations[known], event_observed[known], groups[known]
-    table = observed_expected(durations, event_observed, groups)
+    layers = [np.ones(len(groups), dtype=bool)] if strata is None else _layers(strata[known])
+    levels = [level for level in FACTORS[factor] if (groups == level).any()]
+    observed, expected, variance = _summed_scores(durations, event_observed, groups, levels, layers)
+    table = pd.DataFrame(
+        {
+            "n": [int((groups == level).sum()) for level in levels],
+            "observed": observed.astype(int),
+            "expected": expected,
+        },
+        index=pd.Index(levels, name="level"),
+    )
+    test = LogRankTest(factor, table, strata=stratum_name)
     if event_observed.sum() == 0:
-        return LogRankTest(factor, table, reason="no events")
-    tested = groups.isin(table.index[table["expected"] > 0])
-    if groups[tested].nunique() < 2:
-        return LogRankTest(factor, table, reason="fewer than two groups at risk at event times")
-    result = multivariate_logrank_test(durations[tested], groups[tested], event_observed[tested])
-    if not np.isfinite(result.test_statistic):
-        return LogRankTest(factor, table, reason="no variance: every event ended a group")
-    return LogRankTest(
-        factor,
-        table,
-        statistic=float(result.test_statistic),
-        degrees_of_freedom=int(result.degrees_of_freedom),
-        p_value=float(result.p_value),
-        result=result,
+        return replace(test, reason="no events")
+    tested = np.flatnonzero(expected > 0)
+    if len(tested) < 2:
+        return replace(test, reason="fewer than two groups at risk at event times")
+    score = (observed - expected)[tested[:-1]]
+    block = variance[np.ix_(tested[:-1], tested[:-1])]
+    if np.linalg.matrix_rank(block) < len(score):
+        return replace(test, reason="no variance: every event ended a group")
+    statistic = float(score @ np.linalg.solve(block, score))
+    df = len(tested) - 1
+    return replace(
+        test,
+        statistic=statistic,
+        degrees_of_freedom=df,
+        p_value=float(chi2.sf(statistic, df)),
     )
 
 
-def observed_expected(
-    durations: pd.Series, event_observed: pd.Series, groups: pd.Series
-) -> pd.DataFrame:
-    """Patients, observed and expected events per group (as R's `survdiff`), in factor order."""
-    times = np.sort(np.unique(durations[event_observed == 1]))
-    deaths = np.array([((durations == t) & (event_observed == 1)).sum() for t in times])
-    at_risk = _at_risk(durations, times)
-    rows = {}
-    for level in FACTORS[str(groups.name)]:
-        in_level = groups == level
-        if not in_level.any():
+def _layers(strata: pd.Series) -> list[np.ndarray]:
+    return [(strata == level).to_numpy() for level in FACTORS[str(strata.name)]]
+
+
+def _summed_scores(
+    durations: pd.Series,
+    event_observed: pd.Series,
+    groups: pd.Series,
+    levels: list[str],
+    layers: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed and expected events per group and the hypergeometric variance matrix of
+    observed - expected, each summed over the layers (strata)."""
+    observed = np.zeros(len(levels))
+    expected = np.zeros(len(levels))
+    variance = np.zeros((len(levels), len(levels)))
+    members = np.array([(groups == level).to_numpy() for level in levels])
+    times_all = durations.to_numpy(dtype=float)
+    events_all = event_observed.to_numpy(dtype=int)
+    for layer in layers:
+        times, events, member = times_all[layer], events_all[layer], members[:, layer]
+        event_times = np.unique(times[events == 1])
+        if not len(event_times):
             continue
-        expected = float(np.sum(deaths * _at_risk(durations[in_level], times) / at_risk))
-        observed = int(event_observed[in_level].sum())
-        rows[level] = (int(in_level.sum()), observed, expected)
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["n", "observed", "expected"])
-    table.index.name = "level"
-    return table
-
-
-def _at_risk(durations: pd.Series, times: np.ndarray) -> np.ndarray:
-    values = np.sort(durations.to_numpy(dtype=float))
-    return len(values) - np.searchsorted(values, times, side="left")
+        at_risk = (times[None, :] >= event_times[:, None]).astype(float)  # time x patient
+        deaths = ((times[None, :] == event_times[:, None]) & (events[None, :] == 1)).astype(float)
+        group_risk = at_risk @ member.T.astype(float)  # time x group
+        group_deaths = deaths @ member.T.astype(float)
+        total_risk, total_deaths = group_risk.sum(1), group_deaths.sum(1)
+        share = group_risk / total_risk[:, None]
+        observed += group_deaths.sum(0)
+        expected += (share * total_deaths[:, None]).sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(
+                total_risk > 1,
+                total_deaths * (total_risk - total_deaths) / (total_risk - 1),
+                0.0,
+            )
+        variance += np.diag(spread @ share) - np.einsum("t,tk,tl->kl", spread, share, share)
+    return observed, expected, variance
 
 
 def design_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
@@ -153,6 +191,8 @@ def design_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFram
     for covariate in covariates:
         if covariate in FACTORS:
             complete &= frame[covariate].isin(FACTORS[covariate])
+        else:
+            complete &= frame[covariate].notna()
     rows = frame[complete]
     columns: dict[str, pd.Series] = {}
     for covariate in covariates:
@@ -177,7 +217,7 @@ def fit_cox(
     design = design_matrix(frame, covariates)
     outcome = frame.loc[design.index, [duration_col, event_col]]
     model = CoxModel(tuple(covariates), len(design), int(outcome[event_col].sum()), design.shape[1])
-    reason = _not_estimable(frame.loc[design.index], covariates, event_col, design)
+    reason = estimability_problem(frame.loc[design.index], covariates, event_col, design)
     if reason:
         return replace(model, reason=reason)
     return _fit(model, pd.concat([outcome, design], axis=1), duration_col, event_col, alpha)
@@ -204,13 +244,17 @@ def multivariable_cox(
     return fit_cox(frame, covariates, duration_col, event_col, alpha)
 
 
-def _not_estimable(
+def estimability_problem(
     rows: pd.DataFrame, covariates: Sequence[str], event_col: str, design: pd.DataFrame
 ) -> str | None:
+    """Why a model of `event_col` on `design` has no finite estimate, or None."""
     if design.shape[1] == 0:
         return "no covariate varies among the patients analysed"
     if rows[event_col].sum() < 2:  # the proportional-hazards check needs two event times
         return "fewer than two events"
+    centred = design.to_numpy(dtype=float) - design.to_numpy(dtype=float).mean(0)
+    if np.linalg.matrix_rank(centred) < design.shape[1]:
+        return "the covariates are collinear (one is constant or a combination of others)"
     for covariate in covariates:
         if covariate not in FACTORS:
             continue

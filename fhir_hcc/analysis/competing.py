@@ -11,11 +11,11 @@ without recurrence).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 from fhir_hcc.analysis.km import KaplanMeier, kaplan_meier, step_index
 
@@ -145,8 +145,138 @@ def _log_log_interval(
 
     0 before the first event (as a survival curve's 1); undefined (NaN) at 1.
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         spread = np.exp(z * np.sqrt(variance) / (cif * np.abs(np.log(cif))))
         lower = np.where(cif == 0, 0.0, cif**spread)
         upper = np.where(cif == 0, 0.0, cif ** (1.0 / spread))
     return lower, upper
+
+
+@dataclass(frozen=True)
+class GrayTest:
+    """Gray's (1988) K-sample test of equal cumulative incidence of one cause across the known
+    levels of a factor (rho = 0, as `cmprsk::cuminc`'s default). `groups` (index level): n,
+    events (of the cause). `reason` says why it was not run."""
+
+    factor: str
+    cause: int
+    groups: pd.DataFrame
+    statistic: float | None = None
+    degrees_of_freedom: int | None = None
+    p_value: float | None = None
+    reason: str | None = None
+
+
+def gray_test(
+    durations: pd.Series,
+    status: pd.Series,
+    groups: pd.Series,
+    levels: Iterable[str],
+    cause: int = 1,
+) -> GrayTest:
+    """Compare the cumulative incidence of `cause` across `levels` of `groups` (others left out).
+
+    The score of group k sums, over the cause's event times, its events minus its share of all
+    of them, shares weighted by the subdistribution risk set Y_k (1 - F_k(t-)) / S_k(t-). Its
+    covariance is Gray's estimator under the null hypothesis: the cumulative incidence pooled
+    over groups (increments d / sum_k Y_k / S_k(t-)), each group's own survival S_k, and the
+    variance of the competing events' martingales, which move the risk sets later on. A group
+    nobody of which is at risk at the cause's event times is left out, as in the log-rank test.
+    """
+    factor = str(groups.name)
+    known = groups.isin(list(levels))
+    durations, status, groups = durations[known], status[known], groups[known]
+    present = [level for level in levels if (groups == level).any()]
+    counts = pd.DataFrame(
+        {
+            "n": [int((groups == level).sum()) for level in present],
+            "events": [int(((groups == level) & (status == cause)).sum()) for level in present],
+        },
+        index=pd.Index(present, name="level"),
+    )
+    test = GrayTest(factor, cause, counts)
+    if not (status == cause).any():
+        return replace(test, reason="no events")
+    first_event = durations[status == cause].min()
+    tested = [level for level in present if (durations[groups == level] >= first_event).any()]
+    if len(tested) < 2:
+        return replace(test, reason="fewer than two groups at risk at event times")
+    chosen = groups.isin(tested)
+    codes = pd.Categorical(groups[chosen], categories=tested).codes
+    score, covariance = _gray_score(
+        durations[chosen].to_numpy(dtype=float), _recode(status[chosen], cause), codes, len(tested)
+    )
+    block = covariance[:-1, :-1]
+    if np.linalg.matrix_rank(block) < len(tested) - 1:
+        return replace(test, reason="no variance")
+    statistic = float(score[:-1] @ np.linalg.solve(block, score[:-1]))
+    df = len(tested) - 1
+    return replace(
+        test, statistic=statistic, degrees_of_freedom=df, p_value=float(chi2.sf(statistic, df))
+    )
+
+
+def _recode(status: pd.Series, cause: int) -> np.ndarray:
+    """1 for the cause of interest, 2 for any other event, 0 censored."""
+    values = status.to_numpy()
+    return np.select([values == cause, values != 0], [1, 2], 0)
+
+
+def _gray_score(
+    times: np.ndarray, status: np.ndarray, codes: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gray's score vector and its covariance matrix (every group; the caller drops one)."""
+    distinct = np.unique(times)
+    member = codes[None, :] == np.arange(groups)[:, None]  # group x patient
+    at = times[None, :] == distinct[:, None]  # time x patient
+    at_risk = (times[None, :] >= distinct[:, None]).astype(float) @ member.T  # time x group
+    own = (at & (status == 1)[None, :]).astype(float) @ member.T
+    other = (at & (status == 2)[None, :]).astype(float) @ member.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, (own + other) / at_risk, 0.0)
+        survival = np.cumprod(1.0 - hazard, axis=0)
+        before = np.vstack([np.ones(groups), survival[:-1]])
+        incidence = np.cumsum(np.where(at_risk > 0, before * own / at_risk, 0.0), axis=0)
+        incidence_before = np.vstack([np.zeros(groups), incidence[:-1]])
+        # Subdistribution risk sets (score) and n_k G_k(t-) (covariance under the null).
+        risk = np.where(at_risk > 0, at_risk * (1.0 - incidence_before) / before, 0.0)
+        censoring = np.where(at_risk > 0, at_risk / before, 0.0)
+    events = own.sum(1)
+    score = (own - events[:, None] * _shares(risk)).sum(0)
+    total = censoring.sum(1)
+    step = np.divide(events, total, out=np.zeros_like(events), where=total > 0)
+    pooled = np.cumsum(step)
+    pooled_before = pooled - step
+    # coefficient[t, k, g]: change in score k per event of group g at t, and its later effect.
+    coefficient = (np.eye(groups)[None, :, :] - _shares(censoring)[:, :, None]) * censoring[
+        :, None, :
+    ]
+    remaining = 1.0 - pooled_before
+    weight = np.divide(step, remaining, out=np.zeros_like(step), where=remaining > 0)
+    later = _sum_after(coefficient * weight[:, None, None])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kept = np.where(survival > 0, (1.0 - pooled[:, None]) / survival, 0.0)
+        own_effect = coefficient + np.where(survival > 0, 1.0 - kept, 1.0)[:, None, :] * later
+        other_effect = kept[:, None, :] * later
+        ties_own = np.where(
+            events[:, None] > 1, 1.0 - (events[:, None] - 1.0) / (total[:, None] * before - 1.0), 1
+        )
+        ties_other = np.where(other > 1, 1.0 - (other - 1.0) / (at_risk - 1.0), 1.0)
+        own_variance = np.where(
+            at_risk > 0, ties_own * before * events[:, None] / (total[:, None] * at_risk), 0
+        )
+        other_variance = np.where(at_risk > 0, ties_other * before**2 * other / at_risk**2, 0.0)
+    covariance = np.einsum("tkg,tlg,tg->kl", own_effect, own_effect, own_variance)
+    covariance += np.einsum("tkg,tlg,tg->kl", other_effect, other_effect, other_variance)
+    return score, covariance
+
+
+def _shares(risk: np.ndarray) -> np.ndarray:
+    total = risk.sum(1, keepdims=True)
+    return np.divide(risk, total, out=np.zeros_like(risk), where=total > 0)
+
+
+def _sum_after(values: np.ndarray) -> np.ndarray:
+    """Sum over later times (strictly after each time) along the first axis."""
+    after = np.cumsum(values[::-1], axis=0)[::-1]
+    return np.concatenate([after[1:], np.zeros_like(after[:1])])

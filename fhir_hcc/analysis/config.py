@@ -35,16 +35,23 @@ class AnalysisConfig:
         "complete_necrosis",
         "hbv_status",
     )
-    # Covariates of the univariable Cox models (overall survival), one model each.
+    # Stratify every log-rank test by this factor too (e.g. "hbv_status"); "" for none.
+    logrank_strata: str = ""
+    # Covariates of the univariable Cox models (overall survival) and Fine-Gray models
+    # (recurrence, death without recurrence competing), one model each. log_afp is log10 of
+    # the AFP before surgery.
     cox_univariable: tuple[str, ...] = (
         "treatment_group",
         "resection_extent",
         "complete_necrosis",
         "hbv_status",
         "age_at_surgery",
+        "log_afp",
     )
-    # Covariates of the multivariable Cox model; empty for none.
+    # Covariates of the multivariable Cox and Fine-Gray models; empty for none.
     cox_multivariable: tuple[str, ...] = ("resection_extent", "complete_necrosis")
+    # Candidates added to the multivariable Cox model, in order, while the guard allows.
+    cox_candidates: tuple[str, ...] = ("log_afp",)
     # The multivariable model is fitted only with at least this many events per parameter.
     min_events_per_variable: float = 10.0
     # A proportional-hazards test with p below this is reported as evidence against PH.
@@ -52,6 +59,10 @@ class AnalysisConfig:
     # Small-cell suppression for reports that leave the hospital: counts from 1 to k - 1 are
     # shown as "<k". 0 turns it off.
     suppress_below: int = 0
+    # Table 1 compares the groups of this factor; "" for the overall column only.
+    table_one_by: str = "treatment_group"
+    # Table 1 hides "other" / "unknown" levels nobody has unless this is true.
+    show_empty_levels: bool = False
 
 
 def load_analysis_config(path: str | Path | None = None) -> AnalysisConfig:
@@ -77,12 +88,19 @@ def analysis_config_from_dict(table: dict[str, Any], source: str = "config") -> 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "time_origin": tuple(TIME_ORIGINS),
     "logrank_factors": tuple(FACTORS),
+    "logrank_strata": ("", *FACTORS),
     "cox_univariable": COVARIATES,
     "cox_multivariable": COVARIATES,
+    "cox_candidates": COVARIATES,
+    "table_one_by": ("", *FACTORS),
 }
 
 
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
     if isinstance(default, tuple):
         return _coerce_list(key, value, default, where)
     if isinstance(default, int):
@@ -99,7 +117,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
 def _coerce_list(key: str, value: Any, default: tuple, where: str) -> tuple:
     if not isinstance(value, list):
         raise ConfigError(f"{where}: expected a list")
-    if isinstance(default[0], float):
+    if default and isinstance(default[0], float):
         return tuple(_coerce_number(key, item, where) for item in value)
     allowed = _CHOICES[key]
     unknown = [item for item in value if item not in allowed]

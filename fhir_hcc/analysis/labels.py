@@ -11,6 +11,7 @@ VARIABLE_NAMES = {
     "resection_extent": "Hepatic resection",
     "complete_necrosis": "Complete tumour necrosis",
     "age_at_surgery": "Age at surgery (per year)",
+    "log_afp": "AFP before surgery (per tenfold rise)",
 }
 LEVEL_NAMES = {
     "combination_chemo": "Combination chemotherapy",
@@ -34,6 +35,23 @@ ORIGIN_NAMES = {
     "diagnosis": "diagnosis",
 }
 
+# QC rules of the cohort stage's `flags` column, as a caveat names them; others as written.
+FLAG_NAMES = {
+    "age_under_18": "age under 18 at surgery",
+    "partial_date_imputed": "a partial date imputed",
+    "conflicting_evidence": "conflicting evidence (code vs documented segments)",
+    "recurrence_by_proxy": "recurrence dated by a proxy (repeat treatment)",
+    "recurrence_by_afp_only": "recurrence by a rising AFP only",
+    "death_date_from_observation": "death date from an Observation",
+    "death_date_unknown": "dead without a date (last contact used)",
+    "death_date_partial": "a partial death date",
+    "birth_date_missing": "no birth date",
+    "ambiguous_resection": "ambiguous resection extent",
+    "resource_after_death": "resources dated after death",
+    "unverified_code": "an unverified (?) code used",
+    "duplicate_collapsed": "duplicate resources collapsed",
+}
+
 # Figure names (file stems) and their captions, in report order.
 FIGURES = {
     "overall_survival": "Kaplan-Meier estimate of overall survival",
@@ -52,3 +70,7 @@ def level_name(level: str) -> str:
 
 def step_name(step: str) -> str:
     return STEP_NAMES.get(step, step)
+
+
+def flag_name(rule: str) -> str:
+    return FLAG_NAMES.get(rule, rule.replace("_", " "))

@@ -8,7 +8,7 @@ and, with small-cell suppression on, counts from 1 to k - 1 are the string "<k".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ import pandas as pd
 
 from fhir_hcc.analysis.baseline import BASELINE_FACTORS
 from fhir_hcc.analysis.compare import CoxModel, LogRankTest
-from fhir_hcc.analysis.competing import CumulativeIncidence
+from fhir_hcc.analysis.competing import CumulativeIncidence, GrayTest
 from fhir_hcc.analysis.config import AnalysisConfig
+from fhir_hcc.analysis.finegray import FineGrayModel
 from fhir_hcc.analysis.km import KaplanMeier, number_at_risk
 from fhir_hcc.contract import DAYS_PER_MONTH
 
@@ -38,9 +39,9 @@ class FlowStep:
 class AnalysisResult:
     """Every analysis of one cohort table. Times are months from `config.time_origin`.
 
-    `times` has one row per patient: `patient_id`, the compared factors, `os_months`,
-    `os_event`, `rfs_months`, `rfs_event` and `cr_status` (1 recurrence, 2 death without
-    recurrence, 0 censored).
+    `times` has one row per patient: `patient_id`, the compared factors, `age_at_surgery`,
+    `log_afp`, `os_months`, `os_event`, `rfs_months`, `rfs_event` and `cr_status` (1
+    recurrence, 2 death without recurrence, 0 censored).
     """
 
     config: AnalysisConfig
@@ -52,11 +53,17 @@ class AnalysisResult:
     recurrence_free_survival: KaplanMeier
     cumulative_incidence: CumulativeIncidence
     logrank: tuple[LogRankTest, ...]
+    rfs_logrank: tuple[LogRankTest, ...]
+    gray_tests: tuple[GrayTest, ...]
     cox_univariable: tuple[CoxModel, ...]
     cox_multivariable: CoxModel | None
+    candidate_notes: tuple[str, ...]
+    fine_gray_univariable: tuple[FineGrayModel, ...]
+    fine_gray_multivariable: FineGrayModel | None
     caveats: tuple[str, ...]
     software: dict[str, str]
     flow: tuple[FlowStep, ...] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -87,11 +94,19 @@ class AnalysisResult:
             "recurrence_free_survival": self._survival(self.recurrence_free_survival, "rfs_months"),
             "recurrence_cumulative_incidence": self._incidence(),
             "logrank": [self._logrank(test) for test in self.logrank],
+            "rfs_logrank": [self._logrank(test) for test in self.rfs_logrank],
+            "gray": [self._gray(test) for test in self.gray_tests],
             "cox": {
                 "univariable": [self._cox(model) for model in self.cox_univariable],
                 "multivariable": self._cox(self.cox_multivariable),
+                "candidates": list(self.candidate_notes),
+            },
+            "fine_gray": {
+                "univariable": [self._fine_gray(model) for model in self.fine_gray_univariable],
+                "multivariable": self._fine_gray(self.fine_gray_multivariable),
             },
             "caveats": list(self.caveats),
+            "provenance": self.provenance,
             "flow": None if self.flow is None else [self._flow_step(s) for s in self.flow],
             "software": self.software,
         }
@@ -183,6 +198,7 @@ class AnalysisResult:
     def _logrank(self, test: LogRankTest) -> dict[str, Any]:
         return {
             "factor": test.factor,
+            "strata": test.strata,
             "statistic": _number(test.statistic),
             "df": test.degrees_of_freedom,
             "p_value": _number(test.p_value),
@@ -195,6 +211,35 @@ class AnalysisResult:
                 }
                 for level, row in test.groups.iterrows()
             },
+            "stratified": None if test.stratified is None else self._logrank(test.stratified),
+        }
+
+    def _gray(self, test: GrayTest) -> dict[str, Any]:
+        return {
+            "factor": test.factor,
+            "cause": "recurrence" if test.cause == 1 else "death without recurrence",
+            "statistic": _number(test.statistic),
+            "df": test.degrees_of_freedom,
+            "p_value": _number(test.p_value),
+            "not_tested_because": test.reason,
+            "groups": {
+                level: {"n": self.count(row.n), "events": self.count(row.events)}
+                for level, row in test.groups.iterrows()
+            },
+        }
+
+    def _fine_gray(self, model: FineGrayModel | None) -> dict[str, Any] | None:
+        if model is None:
+            return None
+        return {
+            "covariates": list(model.covariates),
+            "n": self.count(model.n),
+            "events": self.count(model.events),
+            "competing_events": self.count(model.competing),
+            "parameters": model.parameters,
+            "fitted": model.fitted,
+            "not_fitted_because": model.reason,
+            "terms": _records(model.terms),
         }
 
     def _cox(self, model: CoxModel | None) -> dict[str, Any] | None:

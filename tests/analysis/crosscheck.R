@@ -2,7 +2,7 @@
 #
 # Usage: Rscript crosscheck.R cohorts.csv landmarks.csv out.json
 #   cohorts.csv:   cohort, os_days, os_event, rfs_days, rfs_event, cr_status, group, major,
-#                  necrosis, age   (one row per patient, several cohorts stacked)
+#                  necrosis, hbv, age   (one row per patient, several cohorts stacked)
 #   landmarks.csv: cohort, days    (landmark times; months = days / 30.4375, as in Python)
 # Writes one JSON object keyed by cohort id. jsonlite is not needed (not in Debian's r-base).
 
@@ -110,6 +110,47 @@ cuminc_block <- function(t, status, landmarks) {
   )
 }
 
+gray_block <- function(t, status, group, cause) {
+  # Groups with nobody at risk at the cause's first event time carry no information: left out
+  # (as in Python). Other events than the cause are the competing ones.
+  if (!any(status == cause)) return("null")
+  at_risk <- group %in% unique(group[t >= min(t[status == cause])])
+  if (length(unique(group[at_risk])) < 2) return("null")
+  coded <- ifelse(status == cause, 1, ifelse(status == 0, 0, 2))[at_risk]
+  # cuminc stops (NaN in its variance) when a group's last patient has the competing event.
+  fit <- tryCatch(cuminc(t[at_risk], coded, group[at_risk], cencode = 0), error = function(e) NULL)
+  if (is.null(fit)) return("\"error\"")
+  obj(
+    groups = strs(intersect(GROUP_LEVELS, unique(group[at_risk]))),
+    stat = num(fit$Tests["1", "stat"]), p = num(fit$Tests["1", "pv"]),
+    df = num(fit$Tests["1", "df"])
+  )
+}
+
+crr_block <- function(t, status, covariates) {
+  if (!any(status == 1)) return("null")
+  fit <- tryCatch(
+    suppressWarnings(crr(t, status, covariates, failcode = 1, cencode = 0)),
+    error = function(err) NULL
+  )
+  if (is.null(fit)) return("null")
+  obj(
+    coef = arr(fit$coef), se = arr(sqrt(diag(fit$var))),
+    converged = if (isTRUE(fit$converged)) "true" else "false"
+  )
+}
+
+stratified_block <- function(t, e, group, strata) {
+  if (sum(e) == 0) return("null")
+  g <- factor(group, levels = intersect(GROUP_LEVELS, unique(group)))
+  test <- tryCatch(survdiff(Surv(t, e) ~ g + strata(strata)), error = function(err) NULL)
+  if (is.null(test)) return("null")
+  obj(
+    groups = strs(levels(g)), chisq = num(test$chisq),
+    observed = arr(rowSums(as.matrix(test$obs))), expected = arr(rowSums(as.matrix(test$exp)))
+  )
+}
+
 cohort_block <- function(d, landmarks) {
   d$os_t <- d$os_days / DAYS_PER_MONTH
   d$rfs_t <- d$rfs_days / DAYS_PER_MONTH
@@ -120,7 +161,11 @@ cohort_block <- function(d, landmarks) {
     logrank = logrank_block(d$os_t, d$os_event, d$group),
     cox = cox_block(Surv(os_t, os_event) ~ major + necrosis + age, d),
     cox_group = cox_block(Surv(os_t, os_event) ~ treatment_group, d),
-    cuminc = cuminc_block(d$rfs_t, d$cr_status, landmarks)
+    cuminc = cuminc_block(d$rfs_t, d$cr_status, landmarks),
+    gray = gray_block(d$rfs_t, d$cr_status, d$group, 1),
+    gray_death = gray_block(d$rfs_t, d$cr_status, d$group, 2),
+    crr = crr_block(d$rfs_t, d$cr_status, cbind(d$major, d$necrosis)),
+    stratified = stratified_block(d$os_t, d$os_event, d$group, d$hbv)
   )
 }
 

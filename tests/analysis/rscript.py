@@ -21,6 +21,7 @@ R_COLUMNS = [
     "group",
     "major",
     "necrosis",
+    "hbv",
     "age",
 ]
 INSTALL_HINT = "apt-get install r-base-core r-cran-survival r-cran-cmprsk"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from pytest import approx
 
 from fhir_hcc.analysis.compare import design_matrix, fit_cox, logrank, multivariable_cox
 
@@ -58,3 +59,15 @@ def test_multivariable_guard_counts_events_per_parameter():
     fitted = multivariable_cox(data, ["resection_extent", "age_at_surgery"], 2)
     assert fitted.fitter is not None
     assert list(fitted.terms.index) == ["resection_extent=major", "age_at_surgery"]
+
+
+def test_stratified_log_rank_sums_scores_over_strata_and_leaves_out_unknown_strata():
+    data = frame(hbv_status=["positive", "negative"] * 3 + ["unknown", "positive"])
+    plain = logrank(data["os_months"], data["os_event"], data["resection_extent"])
+    stratified = logrank(
+        data["os_months"], data["os_event"], data["resection_extent"], data["hbv_status"]
+    )
+    assert stratified.strata == "hbv_status" and plain.strata is None
+    assert stratified.groups["n"].sum() == 7  # the unknown stratum is left out
+    # survdiff(Surv(t, e) ~ g + strata(s)) on the 7 known patients
+    assert stratified.statistic == approx(1.2857143, abs=1e-6)

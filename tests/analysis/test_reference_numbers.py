@@ -177,3 +177,51 @@ def test_alternative_time_origin_shifts_times_and_prints_the_caveat(origin):
     assert result.overall_survival.median == approx(85.914 + shift, abs=MONTHS)
     assert result.times["os_months"].min() == approx(2.3 + shift, abs=0.02)
     assert any("immortal time" in caveat for caveat in result.caveats)
+
+
+def test_gray_tests_of_recurrence_incidence(reference_result):
+    """R cmprsk 2.2-11: cuminc(rfs months, status, group)$Tests, cause 1."""
+    tests = {test.factor: test for test in reference_result.gray_tests}
+    expected = {
+        "treatment_group": (0.7209520, 0.8682651, 3),
+        "resection_extent": (0.9276905, 0.3354638, 1),
+        "complete_necrosis": (8.8314327, 0.0029609, 1),
+        "hbv_status": (1.4487182, 0.2287337, 1),
+    }
+    for factor, (statistic, p, df) in expected.items():
+        test = tests[factor]
+        assert (test.statistic, test.p_value) == approx((statistic, p), abs=1e-6), factor
+        assert test.degrees_of_freedom == df
+    assert tests["treatment_group"].groups["events"].to_dict() == {
+        "combination_chemo": 15,
+        "single_agent_chemo": 3,
+        "y90": 1,
+        "sequential": 2,
+    }
+
+
+def test_fine_gray_model_of_recurrence(reference_result):
+    """R cmprsk 2.2-11: crr(rfs months, status, cbind(major, necrosis))."""
+    model = reference_result.fine_gray_multivariable
+    assert (model.n, model.events, model.competing) == (49, 21, 4)
+    terms = model.terms
+    assert list(terms["coef"]) == approx([0.6735677, -2.4951973], abs=1e-6)
+    assert list(terms["se"]) == approx([0.4667116, 0.9573734], abs=1e-6)
+    assert list(terms["hazard_ratio"]) == approx([1.9612219, 0.0824802], abs=1e-6)
+    assert list(terms["p"]) == approx([0.14896, 0.0091528], abs=1e-5)  # as summary() prints
+
+
+def test_stratified_log_rank_by_hbv():
+    """R survival 3.5-3: survdiff(Surv(os, event) ~ group + strata(hbv))."""
+    result = analyze(reference_cohort(), AnalysisConfig(logrank_strata="hbv_status"))
+    test = result.logrank[0].stratified
+    assert test.strata == "hbv_status"
+    assert test.statistic == approx(0.8177789, abs=1e-6)
+    assert list(test.groups["expected"]) == approx([13.58352, 3.77629, 1.83804, 2.80215], abs=1e-5)
+    assert all(t.stratified is None for t in result.logrank if t.factor == "hbv_status")
+
+
+def test_afp_candidate_needs_a_value_for_everyone(reference_result):
+    assert reference_result.candidate_notes == (
+        "AFP before surgery (per tenfold rise): not added (49 patients without a value)",
+    )
