@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pandas as pd
@@ -33,18 +35,23 @@ def write_text(text: str, path: str | Path) -> None:
     _write_bytes(text.encode("utf-8"), Path(path))
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    _write_bytes(data, Path(path))
+
+
 def write_result(
     result: CohortResult,
     out: str | Path | None,
     flow: str | Path | None = None,
     qc: str | Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
-    """The table to `out` (None: written elsewhere, as Spark writes it to a URI), the flow and
-    the QC log to theirs."""
+    """The table to `out` (None: written elsewhere, as Spark writes it to a URI), flow.json
+    (with the build's `provenance`, for the report) and the QC log to theirs."""
     if out is not None:
         write_table(result.table, out)
     if flow is not None:
-        write_json(result.flow, flow)
+        write_json(result.flow | ({"provenance": dict(provenance)} if provenance else {}), flow)
     if qc is not None:
         write_table(result.qc, qc)
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from fhir_hcc.analysis.labels import VARIABLE_NAMES, level_name
+
 if TYPE_CHECKING:
     from lifelines import CoxPHFitter
 
@@ -89,6 +91,15 @@ class CoxModel:
             f"evidence against proportional hazards for {listed}: read these hazard ratios as "
             "averages over time; consider stratification or a time interaction"
         )
+
+
+def term_name(term: str) -> str:
+    """`resection_extent=major` -> "Hepatic resection: major (...) vs minor"."""
+    covariate, _, level = term.partition("=")
+    if not level:
+        return VARIABLE_NAMES.get(covariate, covariate)
+    reference = FACTORS[covariate][0]
+    return f"{VARIABLE_NAMES[covariate]}: {level_name(level)} vs {level_name(reference).lower()}"
 
 
 def logrank(

@@ -13,6 +13,17 @@ VARIABLE_NAMES = {
     "age_at_surgery": "Age at surgery (per year)",
     "log_afp": "AFP before surgery (per tenfold rise)",
 }
+# Table 1 rows.
+CHARACTERISTIC_NAMES = {
+    "sex": "Sex",
+    "hbv_status": "Hepatitis B (HBsAg)",
+    "treatment_group": "Downstaging treatment",
+    "resection_extent": "Hepatic resection",
+    "complete_necrosis": "Complete tumour necrosis",
+    "age_at_surgery": "Age at surgery, years",
+    "afp_pre_downstaging": "AFP before downstaging, ng/mL",
+    "afp_pre_surgery": "AFP before surgery, ng/mL",
+}
 LEVEL_NAMES = {
     "combination_chemo": "Combination chemotherapy",
     "single_agent_chemo": "Single-agent chemotherapy",
@@ -54,6 +65,8 @@ FLAG_NAMES = {
 
 # Figure names (file stems) and their captions, in report order.
 FIGURES = {
+    "flow_diagram": "Patient flow (CONSORT/STROBE): patients reaching each step, and those left "
+    "out there by reason",
     "overall_survival": "Kaplan-Meier estimate of overall survival",
     "recurrence_free_survival": "Kaplan-Meier estimate of recurrence-free survival",
     "cumulative_incidence": (
@@ -61,6 +74,15 @@ FIGURES = {
         "competing event; 1 - Kaplan-Meier with deaths censored shown for comparison only"
     ),
     "overall_survival_by_treatment_group": "Overall survival by treatment group",
+    "recurrence_free_survival_by_treatment_group": "Recurrence-free survival by treatment group",
+    "cumulative_incidence_by_treatment_group": (
+        "Cumulative incidence of recurrence by treatment group, death without recurrence "
+        "competing, with Gray's test"
+    ),
+    "forest_plot": (
+        "Hazard ratios of death (Cox) and subdistribution hazard ratios of recurrence "
+        "(Fine-Gray), univariable and multivariable"
+    ),
 }
 
 

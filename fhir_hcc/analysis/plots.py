@@ -1,5 +1,6 @@
-"""Journal-style figures as PNG: Kaplan-Meier curves with censor marks and a number-at-risk
-table under the axis (at the start of each interval, T >= t, as R), and the cumulative incidence.
+"""Journal-style figures: Kaplan-Meier curves with censor marks and a number-at-risk table under
+the axis (at the start of each interval, T >= t, as R), the cumulative incidence overall and by
+group; with the flow diagram and the forest plot (diagrams.py), as 300-dpi PNG, SVG and PDF.
 
 Uses matplotlib's object API on the Agg canvas: no pyplot, no display, no global state.
 """
@@ -10,6 +11,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -18,13 +20,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from fhir_hcc.analysis.compare import FACTORS
+from fhir_hcc.analysis.competing import aalen_johansen
 from fhir_hcc.analysis.km import fit_kaplan_meier, number_at_risk, survival_steps
 from fhir_hcc.analysis.labels import ORIGIN_NAMES, level_name
 
 if TYPE_CHECKING:
+    from fhir_hcc.analysis.compare import LogRankTest
+    from fhir_hcc.analysis.competing import GrayTest
     from fhir_hcc.analysis.result import AnalysisResult
 
-DPI = 200
+DPI = 300
+FORMATS = ("png", "svg", "pdf")
+# No creation dates or tool versions inside the files: the same figure gives the same bytes.
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
 COLORS = ("#000000", "#7a7a7a", "#1f5fa8", "#b2182b")
 LINESTYLES = ("-", "--", "-.", ":")
 _AXES_HEIGHT = 3.6  # inches; the at-risk table adds a header and one line per row
@@ -51,21 +63,35 @@ class AtRiskRow:
     color: str = COLORS[0]
 
 
-def figure_pngs(result: AnalysisResult) -> dict[str, bytes]:
-    """Every figure of the report as PNG bytes, keyed by name (see FIGURES)."""
-    figures = {
+def draw_figures(result: AnalysisResult) -> dict[str, Figure]:
+    """Every figure of the report, keyed by name (labels.FIGURES), in report order."""
+    from fhir_hcc.analysis.diagrams import flow_figure, forest_figure
+
+    figures = {"flow_diagram": flow_figure(result)} if result.flow else {}
+    figures |= {
         "overall_survival": survival_figure(result, "os", "Overall survival (%)"),
         "recurrence_free_survival": survival_figure(result, "rfs", "Recurrence-free survival (%)"),
         "cumulative_incidence": incidence_figure(result),
-        "overall_survival_by_treatment_group": group_figure(result, "treatment_group"),
+        "overall_survival_by_treatment_group": group_figure(result, "treatment_group", "os"),
+        "recurrence_free_survival_by_treatment_group": group_figure(
+            result, "treatment_group", "rfs"
+        ),
+        "cumulative_incidence_by_treatment_group": incidence_group_figure(
+            result, "treatment_group"
+        ),
+        "forest_plot": forest_figure(result),
     }
-    return {name: png_bytes(figure) for name, figure in figures.items()}
+    return figures
 
 
-def png_bytes(figure: Figure) -> bytes:
+def figure_bytes(figure: Figure, fmt: str = "png") -> bytes:
     buffer = io.BytesIO()
     FigureCanvasAgg(figure)  # attaches the Agg canvas: no pyplot, no display
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    if fmt == "svg":
+        with matplotlib.rc_context({"svg.hashsalt": "fhir-hcc"}):  # stable element ids
+            figure.savefig(buffer, format=fmt, metadata=_METADATA[fmt])
+    else:
+        figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buffer.getvalue()
 
 
@@ -105,35 +131,75 @@ def incidence_figure(result: AnalysisResult) -> Figure:
     return figure
 
 
-def group_figure(result: AnalysisResult, factor: str) -> Figure:
-    """Overall survival by the levels of a factor, with the log-rank p-value."""
+def group_figure(result: AnalysisResult, factor: str, outcome: str) -> Figure:
+    """Overall ("os") or recurrence-free ("rfs") survival by the levels of a factor, with the
+    log-rank p-value."""
     times = result.times
-    levels = [level for level in FACTORS[factor] if (times[factor] == level).any()]
+    duration, event = f"{outcome}_months", f"{outcome}_event"
     curves, rows = [], []
-    for index, level in enumerate(levels):
-        group = times[times[factor] == level]
+    for index, (level, group) in enumerate(_groups(times, factor)):
         name = level_name(level)
         color, linestyle = COLORS[index % len(COLORS)], LINESTYLES[index % len(LINESTYLES)]
         label = f"{name} (n = {result.count(len(group))})"
-        steps = survival_steps(fit_kaplan_meier(group["os_months"], group["os_event"], level))
+        steps = survival_steps(fit_kaplan_meier(group[duration], group[event], level))
         curves.append(
-            _survival_curve(label, steps, group["os_months"], group["os_event"], color, linestyle)
+            _survival_curve(label, steps, group[duration], group[event], color, linestyle)
         )
-        rows.append(AtRiskRow(name, group["os_months"], color))
-    figure, axes = step_figure(result, curves, "Overall survival (%)", rows)
+        rows.append(AtRiskRow(name, group[duration], color))
+    ylabel = "Overall survival (%)" if outcome == "os" else "Recurrence-free survival (%)"
+    figure, axes = step_figure(result, curves, ylabel, rows)
     axes.legend(frameon=False, fontsize=8, loc="lower left")
-    test = next((t for t in result.logrank if t.factor == factor), None)
-    if test is not None and test.p_value is not None:
-        axes.text(
-            0.98,
-            0.04,
-            f"Log-rank p = {test.p_value:.2f}",
-            transform=axes.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=9,
-        )
+    tests = result.logrank if outcome == "os" else result.rfs_logrank
+    _p_label(axes, "Log-rank", next((t for t in tests if t.factor == factor), None), "bottom")
     return figure
+
+
+def incidence_group_figure(result: AnalysisResult, factor: str) -> Figure:
+    """Cumulative incidence of recurrence by the levels of a factor, with Gray's p-value."""
+    times = result.times
+    curves, rows = [], []
+    for index, (level, group) in enumerate(_groups(times, factor)):
+        name = level_name(level)
+        table = aalen_johansen(group["rfs_months"], group["cr_status"])
+        curves.append(
+            Curve(
+                f"{name} (n = {result.count(len(group))})",
+                _incidence_steps(table, 1),
+                0.0,
+                color=COLORS[index % len(COLORS)],
+                linestyle=LINESTYLES[index % len(LINESTYLES)],
+            )
+        )
+        rows.append(AtRiskRow(name, group["rfs_months"], COLORS[index % len(COLORS)]))
+    figure, axes = step_figure(result, curves, "Cumulative incidence of recurrence (%)", rows)
+    axes.legend(frameon=False, fontsize=8, loc="upper left")
+    _p_label(
+        axes, "Gray's test", next((t for t in result.gray_tests if t.factor == factor), None), "top"
+    )
+    return figure
+
+
+def _groups(times: pd.DataFrame, factor: str) -> list[tuple[str, pd.DataFrame]]:
+    return [
+        (level, times[times[factor] == level])
+        for level in FACTORS[factor]
+        if (times[factor] == level).any()
+    ]
+
+
+def _p_label(axes: Axes, name: str, test: LogRankTest | GrayTest | None, where: str) -> None:
+    if test is None or test.p_value is None:
+        return
+    y, va = (0.04, "bottom") if where == "bottom" else (0.96, "top")
+    axes.text(
+        0.98,
+        y,
+        f"{name} p = {test.p_value:.2f}",
+        transform=axes.transAxes,
+        ha="right",
+        va=va,
+        fontsize=9,
+    )
 
 
 def step_figure(

@@ -5,63 +5,53 @@ both formats always say the same thing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from fhir_hcc.analysis.baseline import BASELINE_FACTORS
-from fhir_hcc.analysis.compare import FACTORS
+from fhir_hcc.analysis.blocks import (
+    INDENT,
+    Block,
+    Bullets,
+    FigureBlock,
+    Heading,
+    Paragraph,
+    Table,
+    months,
+    number_blocks,
+    p_value,
+    percent,
+    percent_ci,
+)
 from fhir_hcc.analysis.km import number_at_risk
-from fhir_hcc.analysis.labels import FIGURES, ORIGIN_NAMES, VARIABLE_NAMES, level_name, step_name
+from fhir_hcc.analysis.labels import (
+    CHARACTERISTIC_NAMES,
+    FIGURES,
+    ORIGIN_NAMES,
+    VARIABLE_NAMES,
+    level_name,
+    step_name,
+)
+from fhir_hcc.analysis.report_models import (
+    cox_table,
+    fine_gray_table,
+    gray_table,
+    logrank_table,
+    multivariable_blocks,
+)
 from fhir_hcc.contract import DAYS_PER_MONTH
 
 if TYPE_CHECKING:
-    from fhir_hcc.analysis.compare import CoxModel
     from fhir_hcc.analysis.km import KaplanMeier
     from fhir_hcc.analysis.result import AnalysisResult
+    from fhir_hcc.analysis.tableone import Characteristic, Summary
 
-SMALL_GROUP = 10  # groups smaller than this make a test nearly powerless
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    """A captioned table; a row whose cells after the first are all empty is a subheading."""
-
-    title: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FigureBlock:
-    name: str  # PNG file stem, see plots.FIGURES
-    caption: str
-
-
-Block = Heading | Paragraph | Bullets | Table | FigureBlock
+TITLE = "Survival and recurrence after salvage surgery"
 
 
 def build_document(result: AnalysisResult) -> list[Block]:
+    """Every block of the report in order, tables and figures numbered."""
     blocks: list[Block] = [
-        Heading("Survival and recurrence after salvage surgery", level=1),
+        Heading(TITLE, level=1),
+        Bullets(provenance_lines(result), style="provenance"),
         Paragraph(_summary_line(result)),
     ]
     if result.caveats:
@@ -71,25 +61,76 @@ def build_document(result: AnalysisResult) -> list[Block]:
     blocks += [Heading("Baseline characteristics"), _baseline_table(result)]
     blocks += [Heading("Survival"), _survival_table(result), _at_risk_table(result)]
     blocks += [Heading("Recurrence"), _recurrence_table(result), _incidence_table(result)]
-    blocks += [Heading("Group comparisons (overall survival)"), _logrank_table(result)]
-    blocks += [_cox_table(result, "Univariable Cox models", result.cox_univariable)]
-    blocks += _multivariable_blocks(result)
+    blocks += [gray_table(result)]
+    blocks += [Heading("Group comparisons"), logrank_table(result, "os")]
+    blocks += [logrank_table(result, "rfs")]
+    blocks += [cox_table(result, "Univariable Cox models", result.cox_univariable)]
+    blocks += multivariable_blocks(result)
+    blocks += [fine_gray_table(result)]
     blocks.append(Heading("Figures"))
     blocks += [
-        FigureBlock(name, f"Figure {number}. {caption}.")
-        for number, (name, caption) in enumerate(FIGURES.items(), start=1)
+        FigureBlock(name, caption)
+        for name, caption in FIGURES.items()
+        if name != "flow_diagram" or result.flow
     ]
     blocks += [Heading("Methods and software"), Bullets(_methods(result))]
-    return blocks
+    return number_blocks(blocks)
 
 
-def term_name(term: str) -> str:
-    """`resection_extent=major` -> "Hepatic resection: major (...) vs minor"."""
-    covariate, _, level = term.partition("=")
-    if not level:
-        return VARIABLE_NAMES.get(covariate, covariate)
-    reference = FACTORS[covariate][0]
-    return f"{VARIABLE_NAMES[covariate]}: {level_name(level)} vs {level_name(reference).lower()}"
+def provenance_lines(result: AnalysisResult) -> tuple[str, ...]:
+    """Where the numbers come from: data, study window, versions and hashes, run date."""
+    record = result.provenance
+    run = f"Report run {result.run_date} with fhir-hcc {result.software.get('fhir-hcc', '?')}"
+    lines = [
+        _source_line(record)
+        if "source" in record
+        else "Data source: not recorded (the cohort table was analysed without the cohort "
+        "stage's flow.json)"
+    ]
+    if "study_start" in record:
+        lines.append(
+            f"Study window {record['study_start']} to {record['study_end']} (by "
+            f"{_words(record.get('window_applies_to'))}); data cut-off {record.get('cutoff')}; "
+            f"censoring at {_words(record.get('censoring'))}"
+        )
+    if "fhir_hcc_version" in record:
+        directories = ", ".join(record.get("mapping_directories", []))
+        lines.append(
+            f"Cohort built with fhir-hcc {record['fhir_hcc_version']}; mapping files {directories} "
+            f"(SHA-256 {_short(record.get('mappings_sha256'))})"
+        )
+    config = record.get("config_path")
+    if config:
+        lines.append(
+            f"Study configuration {config} (SHA-256 {_short(record.get('config_sha256'))})"
+        )
+    elif "source" in record:
+        lines.append("Study configuration: the defaults (no study file)")
+    analysis = record.get("analysis_config_path")
+    if analysis and analysis != config:
+        lines.append(
+            f"Analysis settings {analysis} (SHA-256 {_short(record.get('analysis_config_sha256'))})"
+        )
+    lines.append(run)
+    return tuple(lines)
+
+
+def _source_line(record: dict) -> str:
+    source = f"Data source: {record.get('source', '?')} ({record.get('source_kind', 'files')})"
+    if record.get("transaction_time"):
+        pulled = record.get("pulled_from") or record.get("source")
+        source += f"; pulled from {pulled}, transaction time {record['transaction_time']}"
+    elif record.get("source_kind") == "FHIR server":
+        source += "; pulled at build time (the pull was not kept: no --pull-dir)"
+    return source
+
+
+def _words(value: object) -> str:
+    return str(value or "?").replace("_", " ")
+
+
+def _short(digest: str | None) -> str:
+    return "not recorded" if not digest else f"{digest[:16]}..."
 
 
 def _summary_line(result: AnalysisResult) -> str:
@@ -114,28 +155,106 @@ def _flow_table(result: AnalysisResult) -> Table:
 
 
 def _baseline_table(result: AnalysisResult) -> Table:
-    n = result.n
-    rows: list[tuple[str, str]] = []
-    for variable in BASELINE_FACTORS:
-        rows.append((VARIABLE_NAMES[variable], ""))
-        table = result.baseline[result.baseline["variable"] == variable]
-        rows += [(level_name(r.level), _count_percent(result, r.n, n)) for r in table.itertuples()]
-    age = result.age
-    rows.append(
-        (
-            "Age at surgery, years, median (range)",
-            f"{age['median']:g} ({age['min']} to {age['max']})",
-        )
-    )
-    return Table(
-        f"Table 1. Baseline characteristics (N = {result.count(n)})",
-        ("Characteristic", "n (%)"),
-        tuple(rows),
-        (
-            f"Percentages of all {result.count(n)} patients; unknown values are listed, never "
-            "counted as no.",
+    one = result.table_one
+    by = one.by or ""
+    compared = bool(by) and len(one.columns) > 2
+    header = [
+        "Characteristic",
+        *(
+            f"{'Overall' if c == 'overall' else level_name(c)} (n = {result.count(n)})"
+            for c, n in zip(one.columns, one.sizes, strict=True)
         ),
+    ]
+    if compared:
+        header += ["p", "SMD"]
+    rows: list[tuple[str, ...]] = []
+    for row in one.rows:
+        comparison = (p_value(row.p_value), _smd(row.smd)) if compared else ()
+        rows.append((CHARACTERISTIC_NAMES[row.variable], *[""] * len(one.columns), *comparison))
+        rows += _characteristic_rows(result, row, one.sizes, compared)
+    notes = [
+        "n (%) of each column's patients; unknown values are listed, never counted as no"
+        + (
+            ""
+            if result.config.show_empty_levels
+            else "; other/unknown levels nobody has are not shown"
+        )
+        + ".",
+        "Continuous characteristics: median (IQR) and range; n with a value where some lack one.",
+    ]
+    if compared:
+        chi_square = any(row.test == "chi-square" for row in one.rows)
+        notes.append(
+            "p: Fisher's exact test for counts (r x c"
+            + ("; chi-square where the table is too large to enumerate" if chi_square else "")
+            + "), Kruskal-Wallis test for continuous values, across the "
+            f"{VARIABLE_NAMES[by].lower()} groups. SMD: standardised mean difference, the "
+            "mean over all pairs of groups (Yang and Dalton for categories; AFP on the log10 "
+            "scale); above 0.1 is commonly read as imbalance."
+        )
+    return Table(
+        f"Baseline characteristics (N = {result.count(result.n)})",
+        tuple(header),
+        tuple(rows),
+        tuple(notes),
     )
+
+
+def _characteristic_rows(
+    result: AnalysisResult, row: Characteristic, sizes: tuple[int, ...], compared: bool
+) -> list[tuple[str, ...]]:
+    blank = ("", "") if compared else ()
+    if row.levels:
+        return [
+            (
+                f"{INDENT}{level_name(level)}",
+                *(
+                    _countpercent(result, counts[i], size)
+                    for counts, size in zip(row.counts, sizes, strict=True)
+                ),
+                *blank,
+            )
+            for i, level in enumerate(row.levels)
+        ]
+    lines = [
+        (f"{INDENT}Median (IQR)", *(_median(s) for s in row.summaries), *blank),
+        (f"{INDENT}Range", *(_range(s) for s in row.summaries), *blank),
+    ]
+    if any(s is None or s.n < size for s, size in zip(row.summaries, sizes, strict=True)):
+        lines.append(
+            (
+                f"{INDENT}n with a value",
+                *(str(result.count(0 if s is None else s.n)) for s in row.summaries),
+                *blank,
+            )
+        )
+    return lines
+
+
+def _median(summary: Summary | None) -> str:
+    if summary is None:
+        return "-"
+    return f"{_number(summary.median)} ({_number(summary.q1)} to {_number(summary.q3)})"
+
+
+def _range(summary: Summary | None) -> str:
+    return "-" if summary is None else f"{_number(summary.low)} to {_number(summary.high)}"
+
+
+def _number(value: float) -> str:
+    """Three significant digits at most, whole numbers as they are (ages, AFP)."""
+    return f"{value:.0f}" if abs(value) >= 100 or value == round(value) else f"{value:.3g}"
+
+
+def _smd(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _countpercent(result: AnalysisResult, n: int, total: int) -> str:
+    shown = result.count(n)
+    if isinstance(shown, str):
+        return shown
+    return f"{n} ({100 * n / total:.1f})" if total else "0"
 
 
 def _survival_table(result: AnalysisResult) -> Table:
@@ -158,31 +277,31 @@ def _survival_table(result: AnalysisResult) -> Table:
         "log(-log) scale; CI of the median by Brookmeyer-Crowley; a median on a flat stretch "
         "at 50% is the stretch's midpoint (R, SAS).",
         "Median follow-up by reverse Kaplan-Meier (censoring as the event); median observation "
-        f"time of survivors {_months(os.median_observation_censored)} months.",
+        f"time of survivors {months(os.median_observation_censored)} months.",
         "Recurrence-free survival: recurrence or death, whichever came first.",
         f"Mean to {result.config.rmst_months:g} months: restricted mean survival time, the area "
         "under the Kaplan-Meier curve up to that time, with R's standard error "
         "(print.survfit, rmean) and a normal-approximation CI.",
         *(
-            f"{km.label}: follow-up ends at {_months(km.steps.index.max())} months, before "
+            f"{km.label}: follow-up ends at {months(km.steps.index.max())} months, before "
             f"{result.config.rmst_months:g}; the mean carries the last estimate forward (as R)."
             for km in (result.overall_survival, result.recurrence_free_survival)
             if km.restricted_mean.beyond_follow_up
         ),
     )
-    return Table("Table 2. Survival", header, rows, notes)
+    return Table("Survival", header, rows, notes)
 
 
 def _survival_row(result: AnalysisResult, km: KaplanMeier) -> tuple[str, ...]:
     landmarks = tuple(
-        _percent_ci(row.estimate, row.lower, row.upper) for row in km.landmarks.itertuples()
+        percent_ci(row.estimate, row.lower, row.upper) for row in km.landmarks.itertuples()
     )
     lower, upper = km.median_ci
-    median = f"{_months(km.median)} ({_months(lower)} to {_months(upper)})"
+    median = f"{months(km.median)} ({months(lower)} to {months(upper)})"
     events = f"{result.count(km.events)} / {result.count(km.censored)}"
     mean = km.restricted_mean
-    restricted = f"{_months(mean.estimate)} ({_months(mean.lower)} to {_months(mean.upper)})"
-    return (km.label, events, *landmarks, median, restricted, _months(km.median_followup))
+    restricted = f"{months(mean.estimate)} ({months(mean.lower)} to {months(mean.upper)})"
+    return (km.label, events, *landmarks, median, restricted, months(km.median_followup))
 
 
 def _at_risk_table(result: AnalysisResult) -> Table:
@@ -217,7 +336,7 @@ def _recurrence_table(result: AnalysisResult) -> Table:
             )
         )
     return Table(
-        "Table 3. Recurrence and site of first recurrence",
+        "Recurrence and site of first recurrence",
         ("", "n", "% of patients", "% of recurrences"),
         tuple(rows),
         ("Intrahepatic: liver only; extrahepatic: any site outside the liver.",),
@@ -234,13 +353,13 @@ def _incidence_table(result: AnalysisResult) -> Table:
         rows.append(
             (
                 f"{time:g}",
-                _percent_ci(recurrence.estimate, recurrence.lower, recurrence.upper),
-                _percent_ci(death.estimate, death.lower, death.upper),
-                _percent(1 - naive[time]),
+                percent_ci(recurrence.estimate, recurrence.lower, recurrence.upper),
+                percent_ci(death.estimate, death.lower, death.upper),
+                percent(1 - naive[time]),
             )
         )
     return Table(
-        "Table 4. Cumulative incidence of recurrence",
+        "Cumulative incidence of recurrence",
         (
             "Months",
             "Recurrence, % (CI)",
@@ -257,98 +376,6 @@ def _incidence_table(result: AnalysisResult) -> Table:
     )
 
 
-def _logrank_table(result: AnalysisResult) -> Table:
-    rows: list[tuple[str, ...]] = []
-    small = []
-    for test in result.logrank:
-        rows.append((VARIABLE_NAMES[test.factor], "", "", "", "", ""))
-        for index, (level, group) in enumerate(test.groups.iterrows()):
-            if index == 0:
-                statistic = (
-                    f"{test.statistic:.3f} ({test.degrees_of_freedom})"
-                    if test.statistic is not None
-                    else f"not tested: {test.reason}"
-                )
-                p = _p(test.p_value)
-            else:
-                statistic = p = ""
-            rows.append(
-                (
-                    f"  {level_name(str(level))}",
-                    str(result.count(group.n)),
-                    str(result.count(group.observed)),
-                    f"{group.expected:.2f}",
-                    statistic,
-                    p,
-                )
-            )
-            if group.n < SMALL_GROUP:
-                small.append(f"{VARIABLE_NAMES[test.factor]}: {level_name(str(level))}")
-    notes = ["Log-rank tests on overall survival; patients with unknown values left out."]
-    if small:
-        notes.append(
-            f"Groups of fewer than {SMALL_GROUP} patients ({'; '.join(small)}) make these "
-            "tests nearly powerless: read them descriptively."
-        )
-    return Table(
-        "Table 5. Log-rank tests",
-        ("Factor", "n", "Observed deaths", "Expected deaths", "Chi-square (df)", "p"),
-        tuple(rows),
-        tuple(notes),
-    )
-
-
-def _cox_table(result: AnalysisResult, title: str, models: tuple[CoxModel, ...]) -> Table:
-    alpha = result.config.ph_alpha
-    rows = []
-    for model in models:
-        if model.fitter is None:
-            name = ", ".join(VARIABLE_NAMES[c] for c in model.covariates)
-            rows.append((name, "", "", f"not fitted: {model.reason}", "", ""))
-            continue
-        for term, row in model.terms.iterrows():
-            rows.append(
-                (
-                    term_name(str(term)),
-                    str(result.count(model.n)),
-                    str(result.count(model.events)),
-                    f"{row.hazard_ratio:.2f} ({row.lower:.2f} to {row.upper:.2f})",
-                    _p(row.p),
-                    _ph_cell(model, str(term), alpha),
-                )
-            )
-    warnings = sorted({w for model in models for w in model.warnings})
-    notes = (
-        "Cox proportional hazards, Efron ties; Wald CIs and p-values; complete cases.",
-        "PH: p of the scaled Schoenfeld residual test (lifelines, Kaplan-Meier time transform, "
-        f"the pre-2019 Grambsch-Therneau approximation); p < {alpha:g} is evidence against "
-        "proportional hazards.",
-        *(f"Fitting warning: {w}" for w in warnings),
-    )
-    return Table(
-        title,
-        ("Term", "n", "Events", "Hazard ratio (CI)", "p", "PH test p"),
-        tuple(rows),
-        notes,
-    )
-
-
-def _multivariable_blocks(result: AnalysisResult) -> list[Block]:
-    model = result.cox_multivariable
-    if model is None:
-        return []
-    names = ", ".join(VARIABLE_NAMES[c] for c in model.covariates)
-    title = f"Multivariable Cox model ({names})"
-    if model.fitter is None:
-        return [Paragraph(f"{title}: not fitted. {model.reason}.")]
-    conclusion = model.ph_conclusion(result.config.ph_alpha)
-    epv = f"{model.events_per_parameter:.1f} events per parameter"
-    return [
-        _cox_table(result, title, (model,)),
-        Paragraph(f"Proportional-hazards check: {conclusion}. {epv}."),
-    ]
-
-
 def _methods(result: AnalysisResult) -> tuple[str, ...]:
     versions = ", ".join(f"{name} {version}" for name, version in result.software.items())
     return (
@@ -360,46 +387,23 @@ def _methods(result: AnalysisResult) -> tuple[str, ...]:
         '(R survfit conf.type = "log-log"); median with the Brookmeyer-Crowley interval and '
         "R's midpoint rule; median follow-up by reverse Kaplan-Meier (Schemper and Smith).",
         "Cumulative incidence of recurrence by Aalen-Johansen with death without recurrence as "
-        "a competing risk; Gray's variance as in R cmprsk::cuminc.",
-        "Log-rank tests (R survdiff); Cox models with Efron ties; the multivariable model is "
+        "a competing risk; Gray's variance as in R cmprsk::cuminc; groups compared by Gray's "
+        "test (Gray 1988) and covariates by Fine-Gray subdistribution hazard regression (Fine "
+        "and Gray 1999) with sandwich standard errors.",
+        "Log-rank tests (R survdiff), on overall and recurrence-free survival"
+        + (
+            f", also stratified by {VARIABLE_NAMES[result.config.logrank_strata].lower()}"
+            if result.config.logrank_strata
+            else ""
+        )
+        + "; Cox models with Efron ties; the multivariable Cox and Fine-Gray models are "
         f"fitted only with at least {result.config.min_events_per_variable:g} events per "
-        "parameter.",
+        "parameter, and a candidate covariate is added only while that holds.",
+        "Table 1: Fisher's exact test (r x c) and Kruskal-Wallis test; standardised mean "
+        "differences (mean over pairs of groups).",
         "Every published number is cross-checked against R survival and cmprsk in the test suite.",
         f"Software: {versions}.",
     )
-
-
-def _ph_cell(model: CoxModel, term: str, alpha: float) -> str:
-    table = model.proportional_hazards
-    if term not in table.index:
-        return ""
-    p = table.loc[term, "p"]
-    return _p(p) + (" (!)" if p < alpha else "")
-
-
-def _count_percent(result: AnalysisResult, n: int, total: int) -> str:
-    shown = result.count(n)
-    return shown if isinstance(shown, str) else f"{n} ({100 * n / total:.1f})"
-
-
-def _percent_ci(estimate: float, lower: float, upper: float) -> str:
-    if pd.isna(estimate):
-        return "NE"
-    return f"{_percent(estimate)} ({_percent(lower)} to {_percent(upper)})"
-
-
-def _percent(value: float) -> str:
-    return "NE" if pd.isna(value) else f"{100 * value:.1f}"
-
-
-def _months(value: float | None) -> str:
-    return "NR" if value is None else f"{value:.1f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _level(result: AnalysisResult) -> str:

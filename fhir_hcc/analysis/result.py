@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,7 +21,11 @@ from fhir_hcc.analysis.competing import CumulativeIncidence, GrayTest
 from fhir_hcc.analysis.config import AnalysisConfig
 from fhir_hcc.analysis.finegray import FineGrayModel
 from fhir_hcc.analysis.km import KaplanMeier, number_at_risk
+from fhir_hcc.analysis.tableone import TableOne
 from fhir_hcc.contract import DAYS_PER_MONTH
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Count = int | str
 
@@ -60,8 +64,10 @@ class AnalysisResult:
     candidate_notes: tuple[str, ...]
     fine_gray_univariable: tuple[FineGrayModel, ...]
     fine_gray_multivariable: FineGrayModel | None
+    table_one: TableOne
     caveats: tuple[str, ...]
     software: dict[str, str]
+    run_date: str
     flow: tuple[FlowStep, ...] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -105,18 +111,27 @@ class AnalysisResult:
                 "univariable": [self._fine_gray(model) for model in self.fine_gray_univariable],
                 "multivariable": self._fine_gray(self.fine_gray_multivariable),
             },
+            "table_one": self._table_one(),
             "caveats": list(self.caveats),
             "provenance": self.provenance,
+            "run_date": self.run_date,
             "flow": None if self.flow is None else [self._flow_step(s) for s in self.flow],
             "software": self.software,
         }
 
     @cached_property
-    def figures(self) -> dict[str, bytes]:
-        """Every figure as PNG bytes by name (drawn once, on first use)."""
-        from fhir_hcc.analysis.plots import figure_pngs  # lazy: matplotlib
+    def figure_objects(self) -> dict[str, Figure]:
+        """Every figure as a matplotlib Figure by name (drawn once, on first use)."""
+        from fhir_hcc.analysis.plots import draw_figures  # lazy: matplotlib
 
-        return figure_pngs(self)
+        return draw_figures(self)
+
+    @cached_property
+    def figures(self) -> dict[str, bytes]:
+        """Every figure as 300-dpi PNG bytes by name (the HTML and DOCX embed these)."""
+        from fhir_hcc.analysis.plots import figure_bytes
+
+        return {name: figure_bytes(f, "png") for name, f in self.figure_objects.items()}
 
     def to_markdown(self, figure_dir: str | Path | None = None) -> str:
         """The report as Markdown; figures are linked from `figure_dir` when given."""
@@ -130,14 +145,47 @@ class AnalysisResult:
 
         return render_html(self)
 
-    def save_figures(self, directory: str | Path) -> list[Path]:
-        """Write every figure as PNG into `directory`; return the paths."""
+    def to_docx(self) -> bytes:
+        """The report as an editable Word document (.docx), figures and tables included."""
+        from fhir_hcc.analysis.docx import render_docx
+
+        return render_docx(self)
+
+    def save_figures(
+        self, directory: str | Path, formats: tuple[str, ...] = ("png", "svg", "pdf")
+    ) -> list[Path]:
+        """Write every figure into `directory` in each format (PNG at 300 dpi, SVG, PDF)."""
+        from fhir_hcc.analysis.plots import figure_bytes
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        for name, png in self.figures.items():
-            path = directory / f"{name}.png"
-            path.write_bytes(png)
+        for name, figure in self.figure_objects.items():
+            for fmt in formats:
+                path = directory / f"{name}.{fmt}"
+                data = self.figures[name] if fmt == "png" else figure_bytes(figure, fmt)
+                path.write_bytes(data)
+                paths.append(path)
+        return paths
+
+    def save_tables(self, directory: str | Path) -> list[Path]:
+        """Write every table of the report as CSV (`table1_...csv`, in report order)."""
+        import csv
+
+        from fhir_hcc.analysis.blocks import Table
+        from fhir_hcc.analysis.report import build_document
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for block in build_document(self):
+            if not isinstance(block, Table):
+                continue
+            path = directory / f"{block.file_stem}.csv"
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(block.header)
+                writer.writerows([cell.strip() for cell in row] for row in block.rows)
             paths.append(path)
         return paths
 
@@ -212,6 +260,42 @@ class AnalysisResult:
                 for level, row in test.groups.iterrows()
             },
             "stratified": None if test.stratified is None else self._logrank(test.stratified),
+        }
+
+    def _table_one(self) -> dict[str, Any]:
+        one = self.table_one
+        rows = {}
+        for row in one.rows:
+            columns: dict[str, Any] = {}
+            for index, column in enumerate(one.columns):
+                if row.levels:
+                    columns[column] = {
+                        level: self.count(row.counts[index][i])
+                        for i, level in enumerate(row.levels)
+                    }
+                else:
+                    summary = row.summaries[index]
+                    columns[column] = (
+                        None
+                        if summary is None
+                        else {
+                            "n": self.count(summary.n),
+                            **{
+                                k: _number(getattr(summary, k))
+                                for k in ("median", "q1", "q3", "low", "high")
+                            },
+                        }
+                    )
+            rows[row.variable] = {
+                "columns": columns,
+                "test": row.test,
+                "p_value": _number(row.p_value),
+                "smd": _number(row.smd),
+            }
+        return {
+            "by": one.by,
+            "sizes": dict(zip(one.columns, map(self.count, one.sizes), strict=True)),
+            "rows": rows,
         }
 
     def _gray(self, test: GrayTest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import date
 from importlib import metadata
 from typing import Any
 
@@ -28,6 +29,7 @@ from fhir_hcc.analysis.finegray import fine_gray
 from fhir_hcc.analysis.km import kaplan_meier
 from fhir_hcc.analysis.labels import ORIGIN_NAMES, VARIABLE_NAMES, flag_name
 from fhir_hcc.analysis.result import AnalysisResult, FlowStep
+from fhir_hcc.analysis.tableone import table_one
 from fhir_hcc.errors import InputError
 
 _SOFTWARE = ("fhir-hcc", "lifelines", "pandas", "numpy", "scipy", "matplotlib")
@@ -97,8 +99,10 @@ def analyze(
             if config.cox_multivariable
             else None
         ),
+        table_one=table_one(cohort, config.table_one_by or None, config.show_empty_levels),
         caveats=caveats(config, cohort),
         software=software_versions(),
+        run_date=date.today().isoformat(),
         flow=None if flow is None else flow_steps(flow),
         provenance=dict(provenance or {}),
     )
@@ -170,7 +174,11 @@ def _multivariable(
 
 def flow_steps(flow: Mapping[str, Any]) -> tuple[FlowStep, ...]:
     """The flow diagram's steps in order, from either accepted shape."""
-    steps = flow["steps"] if "steps" in flow else [{"step": k, "n": n} for k, n in flow.items()]
+    steps = (
+        flow["steps"]
+        if "steps" in flow
+        else [{"step": k, "n": n} for k, n in flow.items() if k != "provenance"]
+    )
     try:
         return tuple(
             FlowStep(

@@ -7,7 +7,7 @@ difference (SMD) of each characteristic.
   (R's `chisq.test(correct = FALSE)`); SMD of Yang and Dalton (2012) over the levels.
 - Continuous: median (IQR) and range; Kruskal-Wallis test (R's `kruskal.test`, tie-corrected);
   SMD (difference of means over the pooled SD), on log10 for AFP, which spans orders of
-  magnitude.
+  magnitude (an AFP of 0, below detection, is left out of that SMD only).
 - More than two groups: the SMD is the mean over all pairs of groups (as R's tableone).
 
 Patients whose value is missing ("unknown" levels are values, not missing) are left out of a
@@ -134,21 +134,25 @@ def _summary(values: pd.Series) -> Summary | None:
 
 def contingency_test(table: np.ndarray) -> tuple[str, float]:
     """Fisher's exact test (r x c) where the enumeration is small enough, else chi-square."""
-    if _table_count(table) <= MAX_TABLES:
-        return "Fisher's exact", fisher_exact(table)
+    p = fisher_exact(table)
+    if p is not None:
+        return "Fisher's exact", p
     return "chi-square", float(chi2_contingency(table, correction=False).pvalue)
 
 
-def fisher_exact(table: np.ndarray) -> float:
+def fisher_exact(table: np.ndarray, max_tables: int = MAX_TABLES) -> float | None:
     """Sum of the probabilities (multivariate hypergeometric, margins fixed) of every table no
-    more likely than the observed one, with R's relative tolerance of 1e-7."""
+    more likely than the observed one, with R's relative tolerance of 1e-7; None when there
+    are more than `max_tables` tables with these margins."""
     rows, columns = [int(r) for r in table.sum(1)], [int(c) for c in table.sum(0)]
     log_factorial = [math.lgamma(n + 1) for n in range(int(table.sum()) + 1)]
     constant = sum(log_factorial[n] for n in (*rows, *columns)) - log_factorial[sum(rows)]
     observed = sum(log_factorial[int(n)] for n in table.ravel())
     threshold = observed - math.log1p(1e-7)
     total = 0.0
-    for cells in _cell_sums(rows, columns, log_factorial):
+    for count, cells in enumerate(_cell_sums(rows, columns, log_factorial)):
+        if count >= max_tables:
+            return None
         if cells >= threshold:
             total += math.exp(constant - cells)
     return min(1.0, total)
@@ -176,12 +180,6 @@ def _splits(total: int, caps: list[int]) -> Iterator[list[int]]:
     for first in range(max(0, total - room), min(total, caps[0]) + 1):
         for rest in _splits(total - first, caps[1:]):
             yield [first, *rest]
-
-
-def _table_count(table: np.ndarray) -> float:
-    """An upper bound of the tables with these margins: the column splits multiplied."""
-    r = table.shape[0]
-    return math.prod(math.comb(int(c) + r - 1, r - 1) for c in table.sum(0))
 
 
 def categorical_smd(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from fhir_hcc.cli.arguments import (
     add_source_arguments,
@@ -16,8 +17,9 @@ from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.config import load_config
 from fhir_hcc.errors import FhirHccError, InputError
 from fhir_hcc.inputs import is_server_url, is_uri
-from fhir_hcc.mappings import load_mappings
+from fhir_hcc.mappings import load_mappings, mapping_directories
 from fhir_hcc.output import write_result
+from fhir_hcc.provenance import cohort_provenance
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,13 @@ def build_from_args(args: argparse.Namespace) -> CohortResult:
     )
 
 
+def provenance_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """What the cohort of `build_from_args` was built from, for flow.json and the report."""
+    config = load_config(args.config)
+    directories = mapping_directories([*config.mappings, *args.mappings])
+    return cohort_provenance(args.source, config, args.config, directories, args.pull_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     for flag in ("flow", "qc"):
         if is_uri(getattr(args, flag) or ""):
@@ -76,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(result, SparkCohortResult)
         result.frame.write.mode("overwrite").parquet(out)
         out = None
-    write_result(result, out, args.flow, args.qc)
+    write_result(result, out, args.flow, args.qc, provenance_from_args(args))
     note(args, summary(result))
     return 0
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fhir_hcc.cli.analyze import analyze_table, write_report
+from fhir_hcc.cli.analyze import ReportFiles, analyze_table, write_report
 from fhir_hcc.cli.arguments import add_source_arguments, add_suppress_argument
-from fhir_hcc.cli.cohort import build_from_args, summary
+from fhir_hcc.cli.cohort import build_from_args, provenance_from_args, summary
 from fhir_hcc.output import write_result
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build the cohort from SOURCE and analyse it, writing cohort.csv, flow.json, qc.csv, "
-        "report.json, report.html, report.md and figures/ into the output directory."
+        "report.json, report.html, report.md, report.docx, figures/ (PNG, SVG, PDF) and "
+        "tables/ (CSV) into the output directory."
     )
     add_source_arguments(parser, "[cohort] and [analysis]")
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
@@ -27,18 +28,27 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.out_dir
     cohort = build_from_args(args)
-    write_result(cohort, out / "cohort.csv", out / "flow.json", out / "qc.csv")
+    provenance = provenance_from_args(args)
+    write_result(cohort, out / "cohort.csv", out / "flow.json", out / "qc.csv", provenance)
     # The analysis reads the table as written, exactly as `fhir-hcc analyze` would.
-    report = analyze_table(
-        load_cohort(out / "cohort.csv"), args.config, args.suppress_below, cohort.flow
-    )
+    flow = cohort.flow | {"provenance": provenance}
+    report = analyze_table(load_cohort(out / "cohort.csv"), args.config, args.suppress_below, flow)
     write_report(
-        report, out / "report.json", out / "report.html", out / "report.md", out / "figures"
+        report,
+        out / "report.json",
+        ReportFiles(
+            html=out / "report.html",
+            markdown=out / "report.md",
+            docx=out / "report.docx",
+            figures=out / "figures",
+            tables=out / "tables",
+        ),
     )
     print(summary(cohort))
     print(headline(report.to_dict()))
     print(
-        f"written to {out}/: cohort.csv flow.json qc.csv report.json report.html report.md figures/"
+        f"written to {out}/: cohort.csv flow.json qc.csv report.json report.html report.md "
+        "report.docx figures/ tables/"
     )
     return 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pytest import approx
 
+from fhir_hcc.analysis.labels import FIGURES
 from fhir_hcc.cli import main
 
 from .reference import reference_cohort
@@ -34,6 +35,10 @@ def test_writes_json_html_markdown_and_figures(tmp_path):
             str(out / "report.md"),
             "--plots",
             str(out / "figures"),
+            "--docx",
+            str(out / "report.docx"),
+            "--tables",
+            str(out / "tables"),
             "--flow",
             str(flow),
         ]
@@ -47,8 +52,11 @@ def test_writes_json_html_markdown_and_figures(tmp_path):
         {"step": "Analysed", "n": 49, "left_out": {}},
     ]
     assert "(figures/overall_survival.png)" in (out / "report.md").read_text()
-    assert len(list((out / "figures").glob("*.png"))) == 4
+    for fmt in ("png", "svg", "pdf"):
+        assert len(list((out / "figures").glob(f"*.{fmt}"))) == len(FIGURES), fmt
     assert "data:image/png;base64," in (out / "report.html").read_text()
+    assert (out / "report.docx").read_bytes().startswith(b"PK")  # a zip: the Word format
+    assert (out / "tables" / "table2_baseline_characteristics_n_49.csv").is_file()
 
 
 def test_bad_cohort_is_one_line_on_stderr_and_exit_code_2(tmp_path, capsys):
@@ -82,6 +90,18 @@ def test_malformed_flow_names_the_file(tmp_path, capsys):
     args = ["analyze", "cohort.csv", "--out", str(tmp_path / "r.json"), "--flow", str(flow)]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith(f"fhir-hcc: error: {flow}: flow counts: expected")
+
+
+def test_analysis_settings_join_the_provenance(tmp_path):
+    cohort = tmp_path / "cohort.csv"
+    reference_cohort().to_csv(cohort, index=False)
+    study = tmp_path / "study.toml"
+    study.write_text("[analysis]\nlogrank_strata = 'hbv_status'\n")
+    out = tmp_path / "report.json"
+    assert main(["analyze", str(cohort), "--out", str(out), "--config", str(study)]) == 0
+    provenance = json.loads(out.read_text())["provenance"]
+    assert provenance["analysis_config_path"] == str(study)
+    assert len(provenance["analysis_config_sha256"]) == 64
 
 
 def test_importing_the_command_does_not_load_the_analysis_stack():
