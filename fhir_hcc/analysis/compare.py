@@ -259,6 +259,8 @@ def estimability_problem(
     rows: pd.DataFrame, covariates: Sequence[str], event_col: str, design: pd.DataFrame
 ) -> str | None:
     """Why a model of `event_col` on `design` has no finite estimate, or None."""
+    if len(design) == 0:
+        return "no patient has a value of every covariate"
     if design.shape[1] == 0:
         return "no covariate varies among the patients analysed"
     if rows[event_col].sum() < 2:  # the proportional-hazards check needs two event times

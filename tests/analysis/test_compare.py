@@ -71,3 +71,8 @@ def test_stratified_log_rank_sums_scores_over_strata_and_leaves_out_unknown_stra
     assert stratified.groups["n"].sum() == 7  # the unknown stratum is left out
     # survdiff(Surv(t, e) ~ g + strata(s)) on the 7 known patients
     assert stratified.statistic == approx(1.2857143, abs=1e-6)
+
+
+def test_a_covariate_nobody_has_is_named_as_such():
+    data = frame(log_afp=[float("nan")] * 8)
+    assert fit_cox(data, ["log_afp"]).reason == "no patient has a value of every covariate"
