@@ -59,11 +59,23 @@ NOT_DATA = {
     "log.ndjson": "a Bulk Data client's log",
     ".metadata": "a Bulk Data client's metadata",
 }
+# Names starting so are never data: macOS `._X.ndjson` copies, Spark's `_SUCCESS`, editors'
+# temporary files. Spark and Hadoop read none of them either.
+_HIDDEN = (".", "_")
+
+
+def not_data_note(location: str) -> InputProblem | None:
+    """The note (a warning) on a file beside the data that is not read; None for a data file."""
+    name = location.rsplit("/", 1)[-1]
+    what = NOT_DATA.get(name) or ("a hidden file" if name.startswith(_HIDDEN) else None)
+    if what is None:
+        return None
+    return InputProblem(Origin(location), None, None, f"{what}, not FHIR: skipped", True)
 
 
 class FileSource:
-    """A directory (searched recursively; hidden files and folders skipped) or a single file of
-    FHIR JSON or NDJSON."""
+    """A directory (searched recursively; hidden folders skipped, hidden files noted) or a single
+    file of FHIR JSON or NDJSON."""
 
     SUFFIXES = (".json", *NDJSON_SUFFIXES)
 
@@ -107,7 +119,7 @@ def _hidden(folder: Path) -> bool:
 
 
 def _part(path: Path) -> Part:
-    if path.name in NOT_DATA:
+    if not_data_note(str(path)) is not None:
         return NotData(path)
     return NdjsonSlice(path) if is_ndjson(path) else JsonFile(path)
 
@@ -119,8 +131,9 @@ class NotData:
         self.path = path
 
     def read(self, sink: ProblemSink) -> Iterator[Item]:
-        what = NOT_DATA[self.path.name]
-        sink(InputProblem(Origin(str(self.path)), None, None, f"{what}, not FHIR: skipped", True))
+        note = not_data_note(str(self.path))
+        if note is not None:
+            sink(note)
         yield from ()
 
 

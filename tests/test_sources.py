@@ -115,3 +115,17 @@ def test_open_source_dispatch(tmp_path: Path) -> None:
     source = open_source(tmp_path)
     assert isinstance(source, FileSource)
     assert open_source(source) is source
+
+
+def test_hidden_files_are_noted_not_read(tmp_path: Path) -> None:
+    """macOS `._X.ndjson` copies and `_`-files are not data (Spark and Hadoop skip them too)."""
+    (tmp_path / "._Observation.ndjson").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "_partial.json").write_text('{"resourceType": "Patient", "id": "p9"}')
+    (tmp_path / ".pull-partial").mkdir()
+    (tmp_path / ".pull-partial" / "Patient.ndjson").write_text('{"resourceType":"Patient"}\n')
+    resources, problems = read_all(tmp_path)
+    assert resources == []
+    assert sorted((Path(p.origin.location).name, p.message, p.warning) for p in problems) == [
+        ("._Observation.ndjson", "a hidden file, not FHIR: skipped", True),
+        ("_partial.json", "a hidden file, not FHIR: skipped", True),
+    ]

@@ -34,7 +34,15 @@ from urllib.parse import unquote
 from fhir_hcc.errors import InputError
 from fhir_hcc.fhir.ndjson import is_ndjson
 from fhir_hcc.inputs import is_uri
-from fhir_hcc.sources import NOT_DATA, FileSource, InputProblem, Item, NotData, Origin, ProblemSink
+from fhir_hcc.sources import (
+    NOT_DATA,
+    FileSource,
+    InputProblem,
+    Item,
+    Origin,
+    ProblemSink,
+    not_data_note,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,8 +56,6 @@ ROW = 2  # a row of a table; `path` is the table's name
 T = TypeVar("T")
 INPUT_SCHEMA = "kind tinyint, path string, start bigint, value binary"
 _GLOB = re.compile(r"([\\{}\[\]*?])")
-# Hadoop's file listing (so every Spark file source) leaves out names starting with these.
-_HIDDEN = (".", "_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,28 +80,15 @@ def read_input(spark: SparkSession, source: str | Path | DataFrame, name: str) -
     whole: list[str] = []
     for number, (label, path) in enumerate(listed):
         file_name = path.rsplit("/", 1)[-1]
-        if file_name in NOT_DATA:
-            warnings.append((number, _not_data(label)))
-        elif file_name.startswith(_HIDDEN):
-            problem = InputProblem(Origin(label), None, None, _UNLISTED, warning=True)
-            warnings.append((number, problem))
+        note = not_data_note(label)
+        if note is not None:  # a manifest, a client's log, a hidden file: noted, as locally
+            warnings.append((number, note))
         else:
             numbers[path] = number
             plain = is_ndjson(Path(file_name)) and not file_name.endswith(".gz")
             (lines if plain else whole).append(_GLOB.sub(r"\\\1", path))
     labels = [label for label, _ in listed]
     return Input(_file_frame(spark, lines, whole), numbers, labels, warnings)
-
-
-_UNLISTED = "not read: Spark reads no file whose name starts with '.' or '_'"
-
-
-def _not_data(location: str) -> InputProblem:
-    """The local engine's note on a file written beside the data (a manifest, a client log)."""
-    noted: list[InputProblem] = []
-    for _ in NotData(Path(location.rsplit("/", 1)[-1])).read(noted.append):
-        pass
-    return replace(noted[0], origin=Origin(location))
 
 
 def _file_frame(spark: SparkSession, lines: list[str], whole: list[str]) -> DataFrame:

@@ -191,14 +191,13 @@ def test_dataframe_source(spark: SparkSession, tmp_path: Path) -> None:
     assert len(local.problems) > 5 and {p.origin.location for p in result.problems} == {"bronze"}
 
 
-def test_files_spark_cannot_read_are_warned_about(spark: SparkSession, tmp_path: Path) -> None:
-    """Hadoop lists no file named `.x` or `_x`: such a file is a warning, never dropped unseen."""
+def test_hidden_files_are_noted_by_both_engines(spark: SparkSession, tmp_path: Path) -> None:
+    """Spark reads no file named `.x` or `_x`, and neither does the local engine: a note each."""
     (tmp_path / "Patient.ndjson").write_bytes(reference_resources()["Patient"][0] + b"\n")
     (tmp_path / "._Patient.ndjson").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     result = build_cohort(spark, tmp_path)
-    assert [str(p) for p in result.problems] == [
-        f"{tmp_path}/._Patient.ndjson: not read: Spark reads no file whose name starts with "
-        "'.' or '_'"
-    ]
+    expected = [f"{tmp_path}/._Patient.ndjson: a hidden file, not FHIR: skipped"]
+    assert [str(p) for p in result.problems] == expected
+    assert [str(p) for p in fhir_hcc.build_cohort(tmp_path).problems] == expected
     assert result.flow["input"]["warnings"] == 1
     assert result.flow["input"]["resources_read"] == {"Patient": 1}
