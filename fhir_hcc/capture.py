@@ -1,9 +1,10 @@
 """De-identified fixture capture behind `fhir-hcc fixtures capture`.
 
-Pulls a few named patients from a FHIR server (the Patient, their resources of every type the
-mappers read, `fhir_hcc.fhir.types.PATIENT_TYPES`, and the Medications those reference) and
-writes one collection Bundle per patient that a site can commit as a validation
-case. De-identification, all keyed by a secret that never appears on the command line:
+Pulls a few patients from a FHIR server, named or from a case list (the Patient, their resources
+of every type the mappers read, `fhir_hcc.fhir.types.PATIENT_TYPES`, and the Medications those
+reference, through the pull plan of the server's profile) and writes one collection Bundle per
+patient that a site can commit as a validation case. De-identification, all keyed by a secret
+that never appears on the command line:
 
 - every resource id becomes an HMAC-SHA256 pseudonym of `Type/id`, and every reference is
   rewritten to it (references to other servers are dropped), so the bundle stays consistent;
@@ -24,6 +25,7 @@ import hashlib
 import hmac
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -33,12 +35,17 @@ from typing import Any
 import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
-from fhir_hcc.fhir.references import parse_reference
-from fhir_hcc.fhir.types import PATIENT_TYPES
+from fhir_hcc.fhir.ndjson import read_lines
+from fhir_hcc.fhir.references import Reference, parse_reference, subject_of
+from fhir_hcc.fhir.types import COHORT_TYPES
+from fhir_hcc.mappings import load_mappings
 from fhir_hcc.server.auth import Credentials
+from fhir_hcc.server.caselist import Population
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.options import ClientOptions
-from fhir_hcc.server.paging import SearchRequest, run_search
+from fhir_hcc.server.progress import NoProgress
+from fhir_hcc.server.pull import Plan, Puller, apply_profile
+from fhir_hcc.server.writer import NdjsonWriter
 
 KEY_ENV = "FHIR_HCC_CAPTURE_KEY"
 KEY_FILE_ENV = "FHIR_HCC_CAPTURE_KEY_FILE"
@@ -67,6 +74,7 @@ _REMOVED_KEYS = frozenset(
 _PEOPLE = frozenset({"Patient", "Practitioner", "RelatedPerson", "Person"})
 _FREE_TEXT = re.compile(rb'"value(?:String|Markdown)"')
 _META_REMOVED = frozenset({"source", "versionId"})
+_NOBODY = Reference("Patient", "")
 PSEUDONYMISED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "PSEUDED",
@@ -236,29 +244,58 @@ class Captured:
     resources: int
 
 
-async def fetch_patient(client: FhirClient, patient_id: str) -> list[dict[str, Any]]:
-    """The Patient, its resources of the cohort's types, and the Medications they reference."""
-    if parse_reference(f"Patient/{patient_id}") is None:
-        raise ConfigError(f"{patient_id!r} is not a FHIR resource id")
-    patient = await client.get_json(client.url(f"Patient/{patient_id}"))
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
-        raise FhirHccError(f"Patient/{patient_id}: the server did not return a Patient")
-    found: dict[tuple[str, str], dict[str, Any]] = {("Patient", patient_id): patient}
+async def fetch_patients(
+    client: FhirClient,
+    patient_ids: Sequence[str],
+    population: Population | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each patient's resources: the Patient, all its resources of the types the mappers read,
+    the Medications they reference, and those of the records a merge links to it. Fetched by
+    the pull plan of the server's profile (one patient per search on an EHR), every
+    Observation included (only the mapped ones where the profile requires a code: Epic)."""
+    for patient_id in patient_ids:
+        if parse_reference(f"Patient/{patient_id}") is None:
+            raise ConfigError(f"{patient_id!r} is not a FHIR resource id")
+    profile, _ = await apply_profile(client, environ)
+    with tempfile.TemporaryDirectory(prefix="fhir-hcc-capture-") as folder:
+        writer = NdjsonWriter(Path(folder))
+        plan = Plan(client, load_mappings().search_codes(), profile, everything=True)
+        puller = Puller(plan, writer, NoProgress())
+        wanted = list(dict.fromkeys(patient_ids))
+        if population is not None:
+            listed = (await puller.resolve(population)).patients
+            wanted += [patient for patient in listed if patient not in wanted]
+        await puller.fetch_patient_data(wanted)
+        await puller.fetch_medications()
+        writer.close()
+        missing = [patient for patient in patient_ids if patient in puller.missing]
+        if missing:
+            raise FhirHccError(f"Patient/{missing[0]}: the server did not return a Patient")
+        pulled = [
+            orjson.loads(line)
+            for name in writer.file_names().values()
+            for _, line in read_lines(Path(folder) / name)
+        ]
+    return {
+        patient: _resources_of([patient, *puller.links.get(patient, ())], pulled)
+        for patient in wanted
+        if patient not in puller.missing
+    }
 
-    def keep(resource: dict[str, Any], mode: str) -> None:
-        if mode == "match":
-            found.setdefault((resource["resourceType"], resource["id"]), resource)
 
-    count = str(client.options.page_size)
-    allow_gaps = client.options.allow_gaps
-    for resource_type in PATIENT_TYPES:
-        request = SearchRequest(resource_type, [("patient", patient_id), ("_count", count)])
-        await run_search(client, request, keep, allow_gaps=allow_gaps)
-    medications = sorted(_medication_ids(found.values()))
-    if medications:
-        request = SearchRequest("Medication", [("_id", ",".join(medications)), ("_count", count)])
-        await run_search(client, request, keep, allow_gaps=allow_gaps)
-    return list(found.values())
+def _resources_of(patients: Sequence[str], pulled: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The patients' resources in the cohort's type order, with the Medications they name."""
+    wanted = set(patients)
+    own = [
+        resource
+        for resource in pulled
+        if (resource["resourceType"] == "Patient" and resource["id"] in wanted)
+        or (subject_of(resource) or _NOBODY).id in wanted
+    ]
+    medications = _medication_ids(own)
+    own += [r for r in pulled if r["resourceType"] == "Medication" and r["id"] in medications]
+    return sorted(own, key=lambda resource: COHORT_TYPES.index(resource["resourceType"]))
 
 
 def _medication_ids(resources: Iterable[dict[str, Any]]) -> set[str]:
@@ -278,16 +315,17 @@ async def capture(
     out_dir: Path,
     key: bytes,
     *,
+    population: Population | None = None,
     credentials: Credentials | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> list[Captured]:
-    """Write one de-identified collection Bundle per patient into `out_dir`."""
+    """Write one de-identified collection Bundle per patient (named, or of the case list)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     async with FhirClient(base_url, options, credentials, environ=environ) as client:
         deidentifier = Deidentifier(key, client.base_url)
-        for patient_id in patient_ids:
-            resources = await fetch_patient(client, patient_id)
+        fetched = await fetch_patients(client, patient_ids, population, environ)
+        for patient_id, resources in fetched.items():
             bundle = deidentifier.bundle(patient_id, resources)
             path = out_dir / f"{bundle['id']}.json"
             path.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))

@@ -244,9 +244,13 @@ def test_capture_fetches_patient_types_and_medications(httpx_mock: Any, tmp_path
 
     def respond(request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/r4/")
-        if path == "Patient/P01":
-            return httpx.Response(200, json=patient)
-        found = {"MedicationAdministration": [administration], "Medication": [medication]}
+        if path == "metadata":
+            return httpx.Response(200, json={"resourceType": "CapabilityStatement"})
+        found = {
+            "Patient": [patient],
+            "MedicationAdministration": [administration],
+            "Medication": [medication],
+        }
         return httpx.Response(200, json=_search_bundle(found.get(path, [])))
 
     httpx_mock.add_callback(respond, is_reusable=True)
@@ -254,9 +258,9 @@ def test_capture_fetches_patient_types_and_medications(httpx_mock: Any, tmp_path
     requests = [
         (r.url.path.removeprefix("/r4/"), dict(r.url.params)) for r in httpx_mock.get_requests()
     ]
-    assert requests[0] == ("Patient/P01", {})
+    assert requests[:2] == [("metadata", {}), ("Patient", {"_id": "P01", "_count": "500"})]
     searched = {path: params for path, params in requests[1:]}
-    assert set(searched) == {*PATIENT_TYPES, "Medication"}  # every type the mappers read
+    assert set(searched) == {"Patient", *PATIENT_TYPES, "Medication"}  # the types mappers read
     assert searched["Condition"]["patient"] == "P01"
     assert searched["Medication"]["_id"] == "doxo"
     [item] = written

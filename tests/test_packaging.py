@@ -169,13 +169,15 @@ def test_the_wheel_carries_the_mappings_the_cases_the_licence_and_py_typed(
 def test_the_installed_package_reads_its_own_mappings(installed: Installed) -> None:
     probe = (
         "from fhir_hcc.mappings import SHIPPED_MAPPINGS, load_mappings; "
-        "print(SHIPPED_MAPPINGS); print(len(load_mappings().search_codes()['Observation']))"
+        "print(SHIPPED_MAPPINGS); print(len(load_mappings().search_codes()['Observation'])); "
+        "from fhir_hcc.server.profile import shipped_names; print(','.join(shipped_names()))"
     )
     found = installed.run("python", "-c", probe)
     assert found.returncode == 0, found.stderr
-    folder, count = found.stdout.split()
+    folder, count, profiles = found.stdout.split()
     assert Path(folder).is_relative_to(installed.venv)
     assert int(count) == len(load_mappings().search_codes()["Observation"]) > 0
+    assert profiles == "epic,generic,hapi,oracle-health"  # the server profiles ship too
 
 
 def test_a_clean_venv_runs_version_run_and_validate(installed: Installed) -> None:

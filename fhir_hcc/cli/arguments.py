@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from fhir_hcc.progress import ReadingProgress
+    from fhir_hcc.server.caselist import Population
     from fhir_hcc.server.options import ClientOptions
     from fhir_hcc.server.progress import Progress
 
@@ -106,6 +107,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, tables: str = "[cohort
     )
     add_mappings_argument(parser)
     add_engine_arguments(parser)
+    add_population_arguments(parser)
     add_client_arguments(parser)
 
 
@@ -147,6 +149,51 @@ def check_engine(args: argparse.Namespace, local_only: dict[str, object]) -> Non
             raise FhirHccError(f"{flag} is for the local engine; --engine spark does not take it")
 
 
+def add_population_arguments(
+    parser: argparse.ArgumentParser, group_help: str = "the members of Group/ID on the server"
+) -> None:
+    """The starting population: a case list instead of the patients found by code (servers
+    such as Epic and Oracle Health search clinical data only per patient)."""
+    group = parser.add_argument_group(
+        "starting population (default: patients with a mapped code, where the server allows "
+        "searches without a patient)"
+    )
+    chosen = group.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "--patients",
+        type=Path,
+        metavar="FILE",
+        help="FHIR Patient ids, one a line (or a CSV with an id or patient_id column)",
+    )
+    chosen.add_argument(
+        "--identifiers",
+        type=Path,
+        metavar="FILE",
+        help="MRNs or other identifiers, one system|value a line (or a CSV with an mrn or "
+        "identifier column); each is resolved with one Patient?identifier= search",
+    )
+    chosen.add_argument("--group", metavar="ID", help=group_help)
+    group.add_argument(
+        "--identifier-system", metavar="URI", help="the system of bare values in --identifiers"
+    )
+
+
+def population(args: argparse.Namespace) -> Population | None:
+    """The case list the flags name (read and checked now), or None."""
+    from fhir_hcc.errors import ConfigError
+    from fhir_hcc.server import caselist
+
+    if args.identifier_system and not args.identifiers:
+        raise ConfigError("--identifier-system goes with --identifiers")
+    if args.patients:
+        return caselist.read_patients(args.patients)
+    if args.identifiers:
+        return caselist.read_identifiers(args.identifiers, args.identifier_system)
+    if args.group:
+        return caselist.group(args.group)
+    return None
+
+
 def add_registry_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry",
@@ -158,8 +205,8 @@ def add_registry_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_export_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """`--group` and `--no-type-filter` of a Bulk Data export (pull --bulk, sync)."""
-    parser.add_argument("--group", metavar="ID", help="export Group/ID (default: system level)")
+    """`--no-type-filter` of a Bulk Data export (pull --bulk, sync); its `--group` is the
+    population's (`add_population_arguments`)."""
     parser.add_argument(
         "--no-type-filter",
         action="store_true",
@@ -189,6 +236,12 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--key-id", help="kid of the SMART signing key")
     group.add_argument("--scope", help="SMART scopes (default system/*.read)")
     group.add_argument("--token-url", help="token endpoint (default: smart-configuration)")
+    group.add_argument(
+        "--profile",
+        metavar="NAME|FILE",
+        help="server profile: generic, epic, oracle-health, hapi, or a site profile file "
+        "(default: from the CapabilityStatement; env FHIR_HCC_PROFILE)",
+    )
     group.add_argument("--ca-bundle", type=Path, help="PEM file of trusted CA certificates")
     group.add_argument(
         "--insecure", action="store_true", help="do not verify TLS certificates (testing only)"
@@ -237,6 +290,7 @@ _CLIENT_FLAGS = {
     "export_timeout": "export_timeout",
     "page_size": "page_size",
     "batch_size": "batch_size",
+    "profile": "profile",
 }
 
 

@@ -10,12 +10,13 @@ from fhir_hcc.cli.arguments import (
     check_engine,
     client_options,
     note,
+    population,
     reading_progress,
     spark_session,
 )
 from fhir_hcc.cohort import CohortResult, build_cohort
 from fhir_hcc.config import load_config
-from fhir_hcc.errors import FhirHccError, InputError
+from fhir_hcc.errors import ConfigError, FhirHccError, InputError
 from fhir_hcc.inputs import is_server_url, is_uri
 from fhir_hcc.mappings import load_mappings, mapping_directories
 from fhir_hcc.output import write_result
@@ -51,8 +52,15 @@ def build_from_args(args: argparse.Namespace) -> CohortResult:
 
         return build_on_spark(spark_session(args), args.source, config, mappings)
     server_options = None
+    listed = population(args)
     if is_server_url(args.source):
-        server_options = {"options": client_options(args), "workdir": args.pull_dir}
+        server_options = {
+            "options": client_options(args),
+            "workdir": args.pull_dir,
+            "population": listed,
+        }
+    elif listed is not None:
+        raise ConfigError("--patients, --identifiers and --group name a server's patients")
     return build_cohort(
         args.source,
         config,

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from fhir_hcc.capture import KEY_ENV, KEY_FILE_ENV, capture, load_key
-from fhir_hcc.cli.arguments import add_client_arguments, client_options
+from fhir_hcc.cli.arguments import (
+    add_client_arguments,
+    add_population_arguments,
+    client_options,
+    population,
+)
+from fhir_hcc.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "capture",
         help="pull a few patients and write a de-identified bundle per patient",
         description=(
-            "Pull the named patients (Patient, Condition, Procedure, MedicationAdministration, "
-            "Observation, Encounter and the Medications referenced) and write one de-identified "
-            "collection Bundle per patient: keyed pseudonyms for ids and references, dates moved "
-            "by a per-patient offset that keeps intervals, and names, addresses, telecom, "
+            "Pull the named patients, or those of a case list (the Patient, every resource of "
+            "the types the mappers read, and the Medications referenced) and write one "
+            "de-identified collection Bundle per patient: keyed pseudonyms for ids and "
+            "references, dates moved by a per-patient offset that keeps intervals, and names, "
+            "addresses, telecom, "
             f"identifiers, photos, narrative and notes removed. Key: {KEY_ENV}, {KEY_FILE_ENV} "
             "or --key-file (at least 16 bytes)."
         ),
@@ -35,9 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         nargs="+",
         action="extend",
-        required=True,
+        default=[],
         help="Patient logical id (several may follow, and the option may repeat)",
     )
+    add_population_arguments(capture_parser)
     capture_parser.add_argument("--out", required=True, type=Path, help="output folder")
     capture_parser.add_argument("--key-file", type=Path, help="file holding the pseudonym key")
     add_client_arguments(capture_parser)
@@ -47,8 +55,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run_capture(args: argparse.Namespace) -> int:
     key = load_key(args.key_file)
     options = client_options(args)
+    listed = population(args)
+    if not args.patient and listed is None:
+        raise ConfigError(
+            "name the patients: --patient ID..., --patients, --identifiers or --group"
+        )
     patients = list(dict.fromkeys(args.patient))
-    written = asyncio.run(capture(args.url, patients, options, args.out, key))
+    written = asyncio.run(capture(args.url, patients, options, args.out, key, population=listed))
     for item in written:
         # The original id is shown to the person who asked for it, never written to the bundle.
         print(

@@ -8,9 +8,11 @@ from fhir_hcc.cli.arguments import (
     add_client_arguments,
     add_config_argument,
     add_export_arguments,
+    add_population_arguments,
     add_registry_argument,
     client_options,
     note,
+    population,
     progress,
 )
 from fhir_hcc.errors import ExitCode
@@ -32,7 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (default): full Bulk export when the server offers $export, else search; "
         "incremental: a _since export, or _lastUpdated searches (search-incremental) on a "
-        "server without $export",
+        "server without $export (on one without _lastUpdated, as Epic: search, compared by "
+        "content hash)",
+    )
+    add_population_arguments(
+        parser, "export Group/ID, or where the server has no Group export, sync its members"
     )
     add_export_arguments(parser)
     add_config_argument(parser, "[cohort]")
@@ -43,11 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fhir_hcc.registry import SyncSettings, default_path, sync
 
+    listed = population(args)
     settings = SyncSettings(
         base_url=args.url,
         registry=args.registry or default_path(),
         mode=args.mode,
         group=args.group,
+        population=listed if listed is not None and listed.kind != "group" else None,
         type_filter=not args.no_type_filter,
         config=args.config,
     )

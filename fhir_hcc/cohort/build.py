@@ -89,7 +89,11 @@ def build_cohort(
         if progress is not None and isinstance(opened, FileSource):
             opened = Metered(opened.parts(), progress)
         collected = collect(opened, mappings, config, strict=strict)
-    return derive_cohort(collected, config)
+    result = derive_cohort(collected, config)
+    case_list = getattr(opened, "case_list", None)  # a server source's case-list resolution
+    if case_list is not None:
+        result.flow["input"]["case_list"] = case_list
+    return result
 
 
 def collect(

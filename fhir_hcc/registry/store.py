@@ -299,6 +299,19 @@ class Registry:
             params = [resource_type, *(row.id for row in rows)]
         return dict(self.db.execute(query, params))
 
+    def patient_resources(self, patients: Sequence[str]) -> list[str]:
+        """`Type/id` of the current resources of `patients`, their Patients included (one scan
+        per 500 patients: `patient` has no index)."""
+        found: list[str] = []
+        for start in range(0, len(patients), 500):
+            chunk = patients[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.db.execute(
+                f"SELECT type, id FROM resources WHERE patient IN ({marks})", chunk
+            )
+            found.extend(f"{resource_type}/{resource_id}" for resource_type, resource_id in rows)
+        return found
+
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, values: dict[str, Any]) -> int:
         """A `running` row, committed at once so that a killed run stays visible."""

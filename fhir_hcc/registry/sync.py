@@ -9,12 +9,19 @@ Modes:
 - `search`: the search pull plan (servers without `$export`), compared with the ledger;
 - `search-incremental`: the search pull plan for what changed (`_lastUpdated`) since the last
   good run, reaching back `search_overlap` seconds for clock skew; new candidates get their whole
-  history; deletions are not seen (a `search` run finds them);
+  history; deletions are not seen (a `search` run finds them). On a server without
+  `_lastUpdated` (the profile says so: Epic) it is a `search` run: every patient is fetched
+  again and the content-hash ledger tells what changed;
 - `auto` (default): `full` when the CapabilityStatement offers `$export` at the level the sync
   needs (system, or Group with `group`; `fhir_hcc.fhir.capability`, as `doctor` says), else
   `search`; `incremental` likewise becomes `search-incremental` on a server without it.
 
-One client (one connection pool, one read of `/metadata`) serves the whole run.
+With a case list (`population`: `--patients`, `--identifiers`; or `--group` on a server without
+Group export) the search modes pull the listed patients; new and merged patients get their
+whole history, and the resources of patients no longer on the list are deleted, so they leave
+the cohort (and `registry diff` lists them as left). The list is resolved again at every run.
+
+One client (one connection pool, one read of `/metadata`, one server profile) serves the run.
 
 Safety: a lock allows one sync per registry; the run's `running` row is committed first, the
 data, cohort snapshot and final status in one transaction; the export's status URL and a
@@ -47,12 +54,15 @@ from fhir_hcc.registry.errors import RegistryError
 from fhir_hcc.registry.ingest import IngestResult, apply_deletions, files_by_type, ingest
 from fhir_hcc.registry.lock import sync_lock
 from fhir_hcc.registry.store import Registry, is_locked
+from fhir_hcc.server import caselist
 from fhir_hcc.server.bulk import ExportRequest, run_export, type_filters
+from fhir_hcc.server.caselist import Population
 from fhir_hcc.server.client import FhirClient, tool_version
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.output import read_manifest
+from fhir_hcc.server.profile import Profile
 from fhir_hcc.server.progress import NoProgress, Progress
-from fhir_hcc.server.pull import Puller, run_pull
+from fhir_hcc.server.pull import Plan, Puller, apply_profile, run_pull
 from fhir_hcc.server.writer import NdjsonWriter
 from fhir_hcc.sources import Item, Origin, ProblemSink
 
@@ -67,7 +77,8 @@ class SyncSettings:
     base_url: str
     registry: Path
     mode: str = "auto"
-    group: str | None = None
+    group: str | None = None  # a Group export; on a server without one, the Group's members
+    population: Population | None = None  # a case list for the search modes
     type_filter: bool = True
     config: CohortConfig | str | Path | None = None
     snapshot: bool = True  # build and store the cohort (the benchmark times it separately)
@@ -171,6 +182,8 @@ class _Run:
         self.export_dir = work_folder(settings.registry) / "export"
         self.previous = registry.last_run("ok")
         self.pending = False  # whether this run writes an export an interrupted run fetched
+        self.profile: Profile | None = None  # chosen once the run has the server's metadata
+        self.left: list[str] = []  # patients of the registry no longer on the case list
 
     def run(self) -> None:
         asyncio.run(self._run(time.monotonic()))
@@ -191,6 +204,8 @@ class _Run:
             complete=mode not in INCREMENTAL_MODES and _complete(manifest),
         )
         apply_deletions(self.registry, manifest.get("deleted", []), result)
+        if mode == "search-incremental" and "patientIds" in manifest.get("population", {}):
+            self._drop_unlisted(set(manifest["population"]["patientIds"]), result)
         cohort = self._snapshot() if self.settings.snapshot else None
         if mode == "incremental" and cohort is not None:
             cohort = await self._backfill(client, cohort, result)
@@ -216,6 +231,7 @@ class _Run:
 
     async def _fetch(self, client: FhirClient) -> tuple[str, dict[str, Any]]:
         search_codes = self.mappings.search_codes()
+        self.profile, _ = await apply_profile(client, self.environ)
         mode = await self._mode(client)
         if mode in ("search", "search-incremental"):
             incremental = mode == "search-incremental"
@@ -223,9 +239,11 @@ class _Run:
                 client,
                 search_codes,
                 self.export_dir,
+                population=self._population(),
                 progress=self.progress,
                 since=self._search_since() if incremental else None,
                 known_patients=sorted(self.registry.hashes("Patient")) if incremental else (),
+                environ=self.environ,
             )
             return mode, manifest
         request = ExportRequest(
@@ -235,19 +253,42 @@ class _Run:
             else None,
             group=self.settings.group,
         )
-        manifest = await run_export(client, request, self.export_dir, progress=self.progress)
+        manifest = await run_export(
+            client, request, self.export_dir, profile=self.profile, progress=self.progress
+        )
         return mode, manifest
 
     async def _mode(self, client: FhirClient) -> str:
+        assert self.profile is not None
         requested = self.settings.mode
         bulk = None
         if requested in ("auto", "incremental"):
             level = "Group" if self.settings.group else "system"
-            bulk = supports_export(await client.capability(), level)
+            offered = supports_export(await client.capability(), level)
+            bulk = offered and level in self.profile.bulk_levels and not self.settings.population
         mode = choose_mode(requested, bulk, self.previous is not None)
         if requested in INCREMENTAL_MODES and mode not in INCREMENTAL_MODES:
             log.info("no earlier successful run: this incremental sync fetches everything")
+        if mode == "search-incremental" and not self.profile.last_updated:
+            log.info(
+                "server profile %s has no _lastUpdated: every patient is fetched again and "
+                "compared by content hash",
+                self.profile.name,
+            )
+            mode = "search"
         return mode
+
+    def _population(self) -> Population | None:
+        """The case list of a search run: the one given, or the Group's members."""
+        if self.settings.population is not None:
+            return self.settings.population
+        return caselist.group(self.settings.group) if self.settings.group else None
+
+    def _drop_unlisted(self, listed: set[str], result: IngestResult) -> None:
+        """A search-incremental run of a case list: patients no longer on it leave."""
+        self.left = sorted(set(self.registry.hashes("Patient")) - listed)
+        if self.left:
+            apply_deletions(self.registry, self.registry.patient_resources(self.left), result)
 
     def _search_since(self) -> str:
         """The last good run's time, less the overlap that covers clock skew."""
@@ -289,7 +330,8 @@ class _Run:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         writer = NdjsonWriter(folder)
-        puller = Puller(client, self.mappings.search_codes(), writer, NoProgress())
+        profile, _ = await apply_profile(client, self.environ)
+        puller = Puller(Plan(client, self.mappings.search_codes(), profile), writer, NoProgress())
         await puller.fetch_patient_data(list(patients))
         await puller.fetch_medications()
         writer.close()
@@ -307,6 +349,8 @@ class _Run:
         )
         if mode == "search-incremental":
             message += "; searches do not see deletions (a `search` run finds them)"
+        if self.left:
+            message += f"; {len(self.left)} patients left the case list"
         if self.pending:
             message += "; wrote the export of an interrupted run"
         elif manifest.get("resumed"):

@@ -38,7 +38,7 @@ import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
 from fhir_hcc.fhir.ndjson import UnreadableFile, read_lines
-from fhir_hcc.fhir.types import COHORT_TYPES
+from fhir_hcc.fhir.types import COHORT_TYPES, PATIENT_TYPES
 from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import token
 from fhir_hcc.server.client import (
@@ -57,7 +57,10 @@ from fhir_hcc.server.output import (
     refuse_foreign,
     request_figures,
 )
+from fhir_hcc.server.profile import Profile
 from fhir_hcc.server.progress import NoProgress, Progress
+from fhir_hcc.server.pull import MEDICATION_USE_TYPES, Plan, Puller, apply_profile
+from fhir_hcc.server.writer import NdjsonWriter
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,13 @@ class ExportRequest:
                 f"_since {self.since!r} is not a FHIR instant with a time zone, "
                 "e.g. 2026-01-01T00:00:00Z"
             )
+
+    @property
+    def level(self) -> str:
+        """The kick-off level: system, Patient or Group (`fhir_hcc.fhir.capability`)."""
+        if self.group is not None:
+            return "Group"
+        return "Patient" if self.patient_level else "system"
 
     @property
     def path(self) -> str:
@@ -421,22 +431,95 @@ async def run_export(
     request: ExportRequest,
     out_dir: Path,
     *,
+    profile: Profile | None = None,
     progress: Progress | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> dict[str, Any]:
-    """Export into `out_dir` with an open client and return the written manifest."""
+    """Export into `out_dir` with an open client and return the written manifest.
+
+    With a server `profile` its bulk rules apply: the export must be at a level it offers, and
+    the types it leaves out of exports (Oracle: MedicationAdministration and Medication; Epic:
+    Medication) are fetched afterwards by the search plan, per exported patient and by id.
+    """
     started = time.time()
     staging = export_staging(out_dir)
     refuse_foreign(out_dir)
     progress = progress or NoProgress()
+    left_out: tuple[str, ...] = ()
+    if profile is not None:
+        _check_level(request, profile)
+        left_out = tuple(t for t in request.types if t in profile.unexported)
+        request = replace(request, types=tuple(t for t in request.types if t not in left_out))
     export = _Export(client, request, staging, progress, sleep)
     state = await export.run()
     assert state.manifest is not None
     await _delete_job(client, state.status_url)
     files, deleted, errors = _finish(staging, state)
-    manifest = _manifest(client, request, state, files, deleted, errors, started, export.resumed)
+    counts = _counts(files, state)
+    warnings: list[str] = []
+    if left_out:
+        assert profile is not None
+        crawled = await _fetch_left_out(client, profile, staging, files, left_out, warnings)
+        files |= crawled.file_names()
+        counts |= crawled.counts
+    manifest = _manifest(client, request, state, files, counts, deleted, errors, started)
+    manifest |= {"resumed": export.resumed, "searched": list(left_out), "warnings": warnings}
     publish(staging, out_dir, manifest)
     return manifest
+
+
+def _check_level(request: ExportRequest, profile: Profile) -> None:
+    if request.level not in profile.bulk_levels:
+        rule = profile.rules["bulk.levels"]
+        offered = " or ".join(profile.bulk_levels)
+        raise ConfigError(
+            f"server profile {profile.name!r} exports only at {offered} level ({rule.source}); "
+            + ("give --group ID" if "Group" in profile.bulk_levels else "use searches")
+        )
+
+
+async def _fetch_left_out(
+    client: FhirClient,
+    profile: Profile,
+    staging: Path,
+    files: dict[str, str],
+    left_out: tuple[str, ...],
+    warnings: list[str],
+) -> NdjsonWriter:
+    """The types the export left out, by the search plan: per exported patient, and the
+    Medications the exported resources reference."""
+    writer = NdjsonWriter(staging)  # `Type.ndjson` beside the export's `Type.N.ndjson`
+    patient_types = [t for t in left_out if t in PATIENT_TYPES]
+    puller = Puller(Plan(client, {}, profile, types=patient_types), writer, NoProgress())
+    patients: set[str] = set()
+    for resource in _exported(staging, files, {"Patient", "Medication", *MEDICATION_USE_TYPES}):
+        if resource["resourceType"] in MEDICATION_USE_TYPES:
+            puller.note_medication(resource)
+        else:
+            writer.written_elsewhere(resource["resourceType"], [resource["id"]])
+            if resource["resourceType"] == "Patient":
+                patients.add(resource["id"])
+    if patient_types:
+        await puller.fetch_patient_data(sorted(patients))
+    if "Medication" in left_out:
+        await puller.fetch_medications()
+    writer.close()
+    warnings += puller.log.warnings
+    return writer
+
+
+def _exported(staging: Path, files: dict[str, str], types: set[str]) -> Iterator[dict[str, Any]]:
+    for name in files.values():
+        if name.split(".")[0] in types:
+            yield from _read_lines(staging / name)
+
+
+def _counts(files: dict[str, str], state: _State) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in files.values():
+        resource_type = name.split(".")[0]
+        counts[resource_type] = counts.get(resource_type, 0) + state.downloaded[name]
+    return counts
 
 
 async def bulk_export(
@@ -449,10 +532,12 @@ async def bulk_export(
     progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """`$export` into `out_dir` (resuming a saved job) and return the manifest."""
+    """`$export` into `out_dir` (resuming a saved job) under the server's profile, and return
+    the manifest."""
     try:
         async with FhirClient(base_url, options, credentials, environ=environ) as client:
-            return await run_export(client, request, out_dir, progress=progress)
+            profile, _ = await apply_profile(client, environ)
+            return await run_export(client, request, out_dir, profile=profile, progress=progress)
     finally:
         if progress is not None:
             progress.close()
@@ -474,19 +559,14 @@ def _manifest(
     request: ExportRequest,
     state: _State,
     files: dict[str, str],
+    counts: dict[str, int],
     deleted: list[str],
     errors: list[str],
     started: float,
-    resumed: bool,
 ) -> dict[str, Any]:
     assert state.manifest is not None
-    counts: dict[str, int] = {}
-    for name in files.values():
-        resource_type = name.split(".")[0]
-        counts[resource_type] = counts.get(resource_type, 0) + state.downloaded[name]
     return manifest_header(client, "bulk", started) | {
         "complete": not errors,
-        "resumed": resumed,
         "request": _request_key(request),
         "kickOff": state.kick_off_method,
         "transactionTime": state.manifest["transactionTime"],

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -36,8 +36,20 @@ from fhir_hcc.server.ratelimit import AdaptiveLimiter
 
 log = logging.getLogger(__name__)
 
+
+class _NoRequestLines(logging.Filter):
+    """httpx logs every request's URL at INFO, and an identifier search's URL holds an MRN:
+    those lines are dropped (fhir-hcc names its requests itself, by labels without PHI)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("HTTP Request:")
+
+
+logging.getLogger("httpx").addFilter(_NoRequestLines())
+
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLE_STATUSES = frozenset({429, 503})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FHIR_JSON = "application/fhir+json"
 NDJSON = "application/fhir+ndjson"
 Params = Sequence[tuple[str, str]]
@@ -133,13 +145,21 @@ class FhirClient:
         return f"{method} {relative}"
 
     async def get_json(
-        self, url: str, params: Params | None = None, *, form: Params | None = None
+        self,
+        url: str,
+        params: Params | None = None,
+        *,
+        form: Params | None = None,
+        what: str | None = None,
     ) -> Any:
-        """The JSON body of a successful FHIR request (POST with a form body when `form`)."""
+        """The JSON body of a successful FHIR request (POST with a form body when `form`).
+
+        `what` names the request in logs and errors instead of its URL (for a query that holds
+        personal data, such as an identifier search)."""
         method = "POST" if form is not None else "GET"
-        response = await self.fetch(method, url, params=params, data=form)
+        response = await self.fetch(method, url, params=params, data=form, what=what)
         if response.status >= 300:
-            what = self.describe(method, url, form if form is not None else params)
+            what = what or self.describe(method, url, form if form is not None else params)
             raise status_error(response.status, response.body, what)
         return response.body
 
@@ -153,14 +173,16 @@ class FhirClient:
         resource: dict[str, Any] | None = None,
         authenticated: bool = True,
         prefer: str | None = None,
+        what: str | None = None,
     ) -> FhirResponse:
         """Send with retries; return the first answer that is not worth retrying.
 
         `data` is sent as a form, `resource` as a FHIR JSON body; `prefer` is added to the
-        Prefer header (e.g. `respond-async` for a Bulk Data kick-off).
+        Prefer header (e.g. `respond-async` for a Bulk Data kick-off); `what` names the request
+        in logs instead of its URL.
         """
         return await self._retrying(
-            self.describe(method, url, params),
+            what or self.describe(method, url, params),
             lambda: self._attempt(method, url, params, data, resource, authenticated, prefer),
             authenticated,
         )
@@ -170,9 +192,20 @@ class FhirClient:
 
         A gzip-encoded answer is stored as it came, so name `destination` `*.gz` only when the
         answer's `Content-Encoding` says gzip; the caller checks `headers` to know which it got.
+        A redirect (Oracle Health answers 307 with a pre-signed URL) is followed once, without
+        the Authorization header: the signature in the URL is the credential there.
         """
+        response = await self._retrying(
+            self.describe("GET", url), lambda: self._stream_to(url, destination, True), True
+        )
+        location = response.headers.get("Location")
+        if response.status not in REDIRECTS or not location:
+            return response
+        signed = urljoin(url, location)
         return await self._retrying(
-            self.describe("GET", url), lambda: self._stream_to(url, destination), True
+            self.describe("GET", signed.split("?")[0]),
+            lambda: self._stream_to(signed, destination, False),
+            False,
         )
 
     async def _retrying(
@@ -235,9 +268,10 @@ class FhirClient:
         self._check_retryable(response)
         return FhirResponse(response.status_code, self._body(response), response.headers)
 
-    async def _stream_to(self, url: str, destination: Path) -> FhirResponse:
+    async def _stream_to(self, url: str, destination: Path, authenticated: bool) -> FhirResponse:
         # gzip or nothing: the raw bytes go to disk, and only gzip can be read back.
-        headers = await self._headers(url, True) | {"Accept": NDJSON, "Accept-Encoding": "gzip"}
+        accepted = {"Accept": NDJSON, "Accept-Encoding": "gzip"}
+        headers = await self._headers(url, authenticated) | accepted
         async with self.limiter.slot():
             self.stats.requests += 1
             try:

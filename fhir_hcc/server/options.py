@@ -57,6 +57,7 @@ class ClientOptions:
     max_url_length: int = 2000
     strict_handling: bool = True  # Prefer: handling=strict
     allow_gaps: bool = False  # record paging gaps in the manifest instead of failing
+    profile: str | None = None  # server profile name or file; None: from the CapabilityStatement
 
     def __post_init__(self) -> None:
         for name in ("concurrency", "page_size", "batch_size", "max_url_length"):

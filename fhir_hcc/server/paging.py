@@ -2,8 +2,11 @@
 
 Follows `link[relation=next]` as given (relative links resolved against the service base).
 Stops with an error on a next-link cycle, a resource id seen twice, a `total` that disagrees
-with what arrived, or an error-severity OperationOutcome. `search.mode = outcome`
-entries are surfaced as warnings and never passed on as data.
+with what arrived (unless the server profile says its totals are not to be trusted), or an
+error-severity OperationOutcome. `search.mode = outcome` entries are surfaced as warnings and
+never passed on as data. A next link that has expired (410 Gone, or 404, as HAPI's `_getpages`
+cursor does after an hour) restarts the search from its first page once; what arrives again is
+harmless, since the writer keeps each resource once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any], str], None]  # (resource, search mode)
 ERROR_SEVERITIES = frozenset({"error", "fatal"})
+EXPIRED_CURSOR = frozenset({404, 410})  # a next link the server no longer knows
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class SearchRequest:
     resource_type: str
     params: Params
     post: bool = False  # POST [type]/_search with a form body
+    label: str | None = None  # names the search instead of its query (which holds an MRN)
 
     @property
     def method(self) -> str:
@@ -53,6 +58,7 @@ class SearchResult:
     total: int | None = None
     warnings: list[str] = field(default_factory=list)
     gap: str | None = None
+    restarted: bool = False  # after an expired next link
 
     def record(self) -> dict[str, Any]:
         """This search as it appears in the manifest."""
@@ -64,19 +70,36 @@ class SearchResult:
         }
         if self.gap:
             entry["gap"] = self.gap
+        if self.restarted:
+            entry["restarted"] = True
         return entry
 
 
 async def run_search(
-    client: FhirClient, request: SearchRequest, sink: Sink, *, allow_gaps: bool = False
+    client: FhirClient,
+    request: SearchRequest,
+    sink: Sink,
+    *,
+    allow_gaps: bool = False,
+    check_total: bool = True,
 ) -> SearchResult:
     """Page through one search, handing each resource to `sink`; raise or record gaps."""
     result = SearchResult(
-        client.describe(request.method, request.url(client), request.params, limit=None),
-        client.describe(request.method, request.url(client), request.params),
+        request.label
+        or client.describe(request.method, request.url(client), request.params, limit=None),
+        request.label or client.describe(request.method, request.url(client), request.params),
     )
     try:
-        await _follow_pages(client, request, sink, result)
+        try:
+            await _follow_pages(client, request, sink, result, check_total)
+        except _ExpiredCursor as expired:
+            log.warning("%s; searching again from the first page", expired)
+            result.restarted = True
+            result.pages = result.matches = 0
+            result.total = None
+            await _follow_pages(client, request, sink, result, check_total)
+    except _ExpiredCursor as expired:
+        raise IncompleteDataError(f"{expired}, also after starting the search again") from None
     except (AuthError, ServerRefusedError):
         raise  # not a gap: fix the credentials, or fall back to another request form
     except (IncompleteDataError, ServerUnreachableError) as error:
@@ -87,13 +110,21 @@ async def run_search(
     return result
 
 
+class _ExpiredCursor(Exception):
+    pass
+
+
 async def _follow_pages(
-    client: FhirClient, request: SearchRequest, sink: Sink, result: SearchResult
+    client: FhirClient,
+    request: SearchRequest,
+    sink: Sink,
+    result: SearchResult,
+    check_total: bool,
 ) -> None:
     if request.post:
-        bundle = await client.get_json(request.url(client), form=request.params)
+        bundle = await client.get_json(request.url(client), form=request.params, what=request.label)
     else:
-        bundle = await client.get_json(request.url(client), request.params)
+        bundle = await client.get_json(request.url(client), request.params, what=request.label)
     page_url = result.label
     # The first page counts as visited, so a next link back to it is a cycle too.
     visited = {str(httpx.URL(request.url(client), params=list(request.params)))}
@@ -111,9 +142,19 @@ async def _follow_pages(
         if next_url in visited:
             raise IncompleteDataError(f"{result.label}: next link cycles back to {next_url}")
         visited.add(next_url)
-        page_url = client.describe("GET", next_url)
-        bundle = await client.get_json(next_url)
-    if result.total is not None and result.total != result.matches:
+        # A labelled search's next links repeat its query: name them by the label too.
+        page_url = (
+            f"{request.label} (page {result.pages + 1})"
+            if request.label
+            else client.describe("GET", next_url)
+        )
+        try:
+            bundle = await client.get_json(next_url, what=page_url)
+        except ServerRefusedError as refusal:
+            if refusal.status in EXPIRED_CURSOR:
+                raise _ExpiredCursor(f"{page_url}: HTTP {refusal.status}") from None
+            raise
+    if check_total and result.total is not None and result.total != result.matches:
         raise IncompleteDataError(
             f"{result.label}: the server reported total {result.total} "
             f"but {result.matches} resources arrived in {result.pages} pages"

@@ -13,11 +13,12 @@ if TYPE_CHECKING:
 
 
 class Progress(Protocol):
-    """`phase` starts a step of `steps` units (searches, files; 0: a wait of unknown length)."""
+    """`phase` starts a step of `steps` units (searches, patients, files; 0: a wait of unknown
+    length); `advance` reports resources received and `steps` units done (0: only resources)."""
 
     def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None: ...
 
-    def advance(self, resources: int, stats: RequestStats) -> None: ...
+    def advance(self, resources: int, stats: RequestStats, steps: int = 1) -> None: ...
 
     def close(self) -> None: ...
 
@@ -26,7 +27,7 @@ class NoProgress:
     def phase(self, name: str, steps: int, patients: int = 0, unit: str = "searches") -> None:
         pass
 
-    def advance(self, resources: int, stats: RequestStats) -> None:
+    def advance(self, resources: int, stats: RequestStats, steps: int = 1) -> None:
         pass
 
     def close(self) -> None:
@@ -52,11 +53,12 @@ class LineProgress:
         for_patients = f" for {patients} patients" if patients else ""
         self._print(f"{name}: {steps} {unit}{for_patients}" if steps else name)
 
-    def advance(self, resources: int, stats: RequestStats) -> None:
-        self._done += 1
+    def advance(self, resources: int, stats: RequestStats, steps: int = 1) -> None:
+        self._done += steps
         self._resources += resources
         now = time.monotonic()
-        if now - self._last >= self.interval or self._done == self._steps:
+        finished = steps and self._done == self._steps
+        if now - self._last >= self.interval or finished:
             self._last = now
             self._print(
                 f"{self._name}: {self._done}/{self._steps} {self._unit}, "
@@ -102,9 +104,11 @@ class RichProgress:
         label = f"{name} ({patients} patients)" if patients else name
         self._task = self._bars.add_task(label, total=steps or None, requests=0, resources=0)
 
-    def advance(self, resources: int, stats: RequestStats) -> None:
+    def advance(self, resources: int, stats: RequestStats, steps: int = 1) -> None:
         self._resources += resources
-        self._bars.update(self._task, advance=1, requests=stats.requests, resources=self._resources)
+        self._bars.update(
+            self._task, advance=steps, requests=stats.requests, resources=self._resources
+        )
 
     def close(self) -> None:
         self._bars.stop()

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fhir_hcc.server.caselist import Population
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.progress import Progress
 from fhir_hcc.server.pull import pull
@@ -20,7 +21,8 @@ from fhir_hcc.sources import Item, ProblemSink, read_ndjson
 
 
 class ServerSource:
-    """Pulls the cohort's resources from `base_url` into `workdir` (a temporary folder if None)."""
+    """Pulls the cohort's resources from `base_url` into `workdir` (a temporary folder if None);
+    `population` is a case list (else the patients found by the mapping codes)."""
 
     def __init__(
         self,
@@ -29,13 +31,33 @@ class ServerSource:
         options: ClientOptions,
         workdir: Path | None = None,
         progress: Progress | None = None,
+        population: Population | None = None,
     ) -> None:
         self.base_url = base_url
         self.search_codes = search_codes
         self.options = options
         self.workdir = workdir
         self.progress = progress
+        self.population = population
         self.manifest: dict[str, Any] | None = None  # set once a pull has finished
+
+    @property
+    def case_list(self) -> dict[str, Any] | None:
+        """How the case list resolved (counts, for flow.json's `input`), once pulled."""
+        if self.manifest is None or self.population is None:
+            return None
+        found = self.manifest["population"]
+        return {
+            "kind": found["kind"],
+            "entries": found["entries"],
+            "patients": found["patients"],
+            "unknown": len(found["unknownLines"]),
+            "ambiguous": len(found["ambiguousLines"]),
+            "bad_lines": len(found["badLines"]),
+            "repeated_lines": len(found["repeatedLines"]),
+            "merged": found["merged"],
+            "not_on_server": len(self.manifest["missingPatients"]),
+        }
 
     def __repr__(self) -> str:
         return f"ServerSource({self.base_url!r})"
@@ -48,6 +70,7 @@ class ServerSource:
                     self.search_codes,
                     self.options,
                     directory,
+                    population=self.population,
                     progress=self.progress,
                 )
             )
@@ -69,6 +92,7 @@ def open_server_source(
     search_codes: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     workdir: Path | None = None,
     progress: Progress | None = None,
+    population: Population | None = None,
 ) -> ServerSource:
     """A ServerSource with the shipped mappings' codes and options from FHIR_HCC_* variables."""
     if search_codes is None:
@@ -76,5 +100,5 @@ def open_server_source(
 
         search_codes = load_mappings().search_codes()
     return ServerSource(
-        base_url, search_codes, options or ClientOptions.from_env(), workdir, progress
+        base_url, search_codes, options or ClientOptions.from_env(), workdir, progress, population
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,10 @@ class NdjsonWriter:
         self._files[resource_type].write(orjson.dumps(resource) + b"\n")
         self.counts[resource_type] += 1
         return True
+
+    def written_elsewhere(self, resource_type: str, ids: Iterable[str]) -> None:
+        """Count `ids` as written (another file holds them), so they are never written here."""
+        self._seen.setdefault(resource_type, set()).update(ids)
 
     def has(self, resource_type: str, resource_id: str) -> bool:
         return resource_id in self._seen.get(resource_type, ())

@@ -8,6 +8,8 @@ truncates silently.
 
 It runs as its own process (`FaultProxy` starts it and stops it by PID), so its event loop never
 shares an interpreter with the test run. On SIGTERM it writes what it injected to `--stats`.
+`ProxyProcess`, `read_request`, `write_response` and `serve` are shared with the EHR emulator
+(`ehr_emulator.py`), which runs the same way.
 """
 
 from __future__ import annotations
@@ -28,36 +30,55 @@ import httpx
 import orjson
 
 FAULTS = ("429", "500", "slow", "drop", "cut")
+FORWARDED_HEADERS = ("accept", "content-type", "prefer")
+TESTS = Path(__file__).resolve().parent.parent
 Request = tuple[str, str, dict[str, str], bytes]
 
 
-class FaultProxy:
-    """Test-side handle: starts the proxy process, exposes `origin`, reads its stats at exit."""
+class ProxyProcess:
+    """Test-side handle of a proxy script: starts its process, exposes `origin`, reads the
+    counts it wrote when stopped (by PID)."""
+
+    module = "integration.fault_proxy"  # run with `python -m` from the tests folder
 
     def __init__(self, upstream: str, work_dir: Path, **settings: Any) -> None:
         self.upstream = upstream
         self.stats_path = work_dir / f"proxy-stats-{os.getpid()}-{id(self)}.json"
         self.settings = settings
-        self.injected: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
         self.origin = ""
         self._process: subprocess.Popen[str] | None = None
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> ProxyProcess:
         flags = [f"--{name.replace('_', '-')}={value}" for name, value in self.settings.items()]
-        command = [sys.executable, __file__, self.upstream, f"--stats={self.stats_path}", *flags]
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, "-m", self.module, self.upstream, f"--stats={self.stats_path}"]
+        self._process = subprocess.Popen(
+            [*command, *flags], stdout=subprocess.PIPE, text=True, cwd=TESTS
+        )
         assert self._process.stdout is not None
         self.origin = self._process.stdout.readline().strip()
         if not self.origin.startswith("http://127.0.0.1:"):
             self._process.kill()
-            raise RuntimeError(f"fault proxy did not start: {self.origin!r}")
+            raise RuntimeError(f"{self.module} did not start: {self.origin!r}")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._process is not None
         os.kill(self._process.pid, signal.SIGTERM)
         self._process.wait(timeout=10)
-        self.injected = Counter(json.loads(self.stats_path.read_text()))
+        self.counts = Counter(json.loads(self.stats_path.read_text()))
+
+    def base_url(self, upstream_base: str) -> str:
+        """The upstream FHIR base URL as seen through this proxy."""
+        return upstream_base.replace(self.upstream, self.origin)
+
+
+class FaultProxy(ProxyProcess):
+    """The fault proxy; `injected` counts the faults it injected."""
+
+    @property
+    def injected(self) -> Counter[str]:
+        return self.counts
 
 
 class _Proxy:
@@ -81,7 +102,7 @@ class _Proxy:
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while request := await _read_request(reader):
+            while request := await read_request(reader):
                 if not await self.answer(request, writer):
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -95,20 +116,21 @@ class _Proxy:
         if fault == "drop":
             return False
         if fault == "429":
-            _write(writer, 429, b"", {"Retry-After": "1"})
+            write_response(writer, 429, b"", {"Retry-After": "1"})
             return True
         if fault == "500":
-            _write(writer, 500, b'{"resourceType":"OperationOutcome","issue":[]}', {})
+            write_response(writer, 500, b'{"resourceType":"OperationOutcome","issue":[]}', {})
             return True
         if fault == "slow":
             await asyncio.sleep(self.rng.uniform(0, self.slow_seconds))
         status, content, content_type = await self.forward(*request)
-        _write(writer, status, content, {"Content-Type": content_type}, cut=fault == "cut")
+        headers = {"Content-Type": content_type}
+        write_response(writer, status, content, headers, cut=fault == "cut")
         await writer.drain()
         return fault != "cut"
 
     async def forward(self, method: str, target: str, headers: dict[str, str], body: bytes):
-        passed = {k: v for k, v in headers.items() if k in ("accept", "content-type", "prefer")}
+        passed = {k: v for k, v in headers.items() if k in FORWARDED_HEADERS}
         response = await self.client.request(
             method, f"{self.upstream}{target}", headers=passed, content=body
         )
@@ -125,7 +147,7 @@ def _without_next_link(content: bytes) -> bytes:
     return orjson.dumps(body)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+async def read_request(reader: asyncio.StreamReader) -> Request | None:
     line = await reader.readline()
     if not line:
         return None
@@ -138,15 +160,22 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
     return method, target, headers, body
 
 
-def _write(writer, status: int, content: bytes, headers: dict[str, str], cut: bool = False) -> None:
+def write_response(
+    writer: asyncio.StreamWriter,
+    status: int,
+    content: bytes,
+    headers: dict[str, str],
+    cut: bool = False,
+) -> None:
     lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(content)}"]
     lines += [f"{name}: {value}" for name, value in headers.items() if value]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     writer.write(content[: len(content) // 2] if cut else content)
 
 
-async def _main(args: argparse.Namespace) -> None:
-    proxy = _Proxy(args)
+async def serve(proxy: Any, stats: Path) -> None:
+    """Serve `proxy.serve` on a free loopback port until SIGTERM, then write `proxy.injected`
+    (its counts) to `stats`. The origin is printed first, for `ProxyProcess`."""
     server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
     proxy.origin = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     print(proxy.origin, flush=True)
@@ -154,7 +183,7 @@ async def _main(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     server.close()
-    args.stats.write_text(json.dumps(proxy.injected))
+    stats.write_text(json.dumps(proxy.injected))
 
 
 if __name__ == "__main__":
@@ -166,4 +195,5 @@ if __name__ == "__main__":
     parser.add_argument("--max-faults", type=int, default=100)
     parser.add_argument("--slow-seconds", type=float, default=0.5)
     parser.add_argument("--drop-next-link", default="")
-    asyncio.run(_main(parser.parse_args()))
+    arguments = parser.parse_args()
+    asyncio.run(serve(_Proxy(arguments), arguments.stats))

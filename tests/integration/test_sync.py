@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ from fhir_hcc.registry.lock import lock_path
 from fhir_hcc.registry.sync import work_folder
 from fhir_hcc.server import ClientOptions, pull
 from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
+from fhir_hcc.server.caselist import read_patients
 from fhir_hcc.server.output import export_staging
+from integration.ehr_emulator import EhrEmulator
 
 pytestmark = pytest.mark.integration
 
@@ -339,3 +342,85 @@ def _read(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+# -- case lists ------------------------------------------------------------------------------
+def put(http: httpx.Client, base_url: str, resource: dict[str, Any]) -> None:
+    url = f"{base_url}/{resource['resourceType']}/{resource['id']}"
+    response = http.put(
+        url, content=json.dumps(resource), headers={"Content-Type": "application/fhir+json"}
+    )
+    assert response.status_code in (200, 201), response.text
+
+
+def test_a_case_list_sync_brings_new_and_merged_patients_whole_and_drops_removed_ones(
+    own_server, tmp_path
+):
+    registry = tmp_path / "registry.sqlite"
+    ids = tmp_path / "ids.txt"
+    ids.write_text("P10\nP12\nP14\n")
+    settings = SyncSettings(own_server, registry, type_filter=False, search_overlap=0)
+    first = sync(replace(settings, population=read_patients(ids)), OPTIONS, environ={})
+    assert (first["status"], first["mode"]) == ("ok", "search")
+    with httpx.Client() as http:  # P14 is merged into M14, which has a record of its own
+        patient = http.get(f"{own_server}/Patient/P14").json()
+        patient["link"] = [{"type": "replaced-by", "other": {"reference": "Patient/M14"}}]
+        put(http, own_server, patient)
+        put(http, own_server, {"resourceType": "Patient", "id": "M14", "gender": "male"})
+        condition = {
+            "resourceType": "Condition",
+            "id": "M14-htn",
+            "subject": {"reference": "Patient/M14"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
+        }
+        put(http, own_server, condition)
+    ids.write_text("P10\nP14\nP16\n")  # P12 leaves the list, P16 joins it
+    second = sync(
+        replace(settings, mode="incremental", population=read_patients(ids)), OPTIONS, environ={}
+    )
+    assert (second["status"], second["mode"]) == ("ok", "search-incremental")
+    assert "1 patients left the case list" in second["message"]
+    with Registry(registry) as opened:
+        assert {"P10", "P14", "P16", "M14"} <= set(opened.hashes("Patient"))
+        assert "P12" not in opened.hashes("Patient")
+        assert opened.patient_resources(["P12"]) == []
+        assert "M14-htn" in opened.hashes("Condition")
+        from fhir_hcc.registry import diff_runs
+
+        diff = diff_runs(opened, first["id"], second["id"])
+        assert "P12" in diff.left and "P16" in diff.entered
+    with httpx.Client() as http:  # P16's whole history came, not only recent changes
+        on_server = http.get(f"{own_server}/Condition", params={"patient": "P16"}).json()
+    with Registry(registry) as opened:
+        stored = {
+            i
+            for t, i in (r.split("/") for r in opened.patient_resources(["P16"]))
+            if t == "Condition"
+        }
+    assert stored == {entry["resource"]["id"] for entry in on_server["entry"]}
+
+
+def test_on_epic_an_incremental_case_list_sync_compares_content_hashes(own_server, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("P20\nP21\nN03\n")
+    origin = own_server.removesuffix("/fhir")
+    registry = tmp_path / "registry.sqlite"
+    with EhrEmulator(origin, tmp_path, vendor="epic") as emulator:
+        settings = SyncSettings(
+            emulator.base_url(own_server),
+            registry,
+            mode="incremental",
+            population=read_patients(ids),
+            type_filter=False,
+        )
+        first = sync(settings, OPTIONS, environ={})
+        second = sync(settings, OPTIONS, environ={})
+    assert (first["mode"], second["mode"]) == ("search", "search")  # no _lastUpdated on Epic
+    assert totals(first)["new"] > 30
+    assert totals(second)["received"] == totals(first)["new"]
+    assert (totals(second)["new"], totals(second)["changed"], totals(second)["deleted"]) == (
+        0,
+        0,
+        0,
+    )
+    assert not [key for key in emulator.counts if key.startswith("refused")]

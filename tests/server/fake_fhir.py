@@ -1,8 +1,9 @@
 """A small in-memory FHIR search responder for pytest-httpx callbacks.
 
-It answers `metadata`, type searches by `_id`, `patient` and `code` (comma lists are ORs) with
-`_count`/`_offset` paging, and `POST [type]/_search`. Switches make it refuse id lists or POST, so
-the pull's fallbacks can be exercised; it records every request it saw.
+It answers `metadata`, reads (`[type]/[id]`), type searches by `_id`, `patient`, `code` and
+`identifier` (comma lists are ORs) with `_count`/`_offset` paging, and `POST [type]/_search`.
+Switches make it refuse id lists or POST, so the pull's fallbacks can be exercised; it records
+every request it saw.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class FakeFhirServer:
         self.resources = resources
         self.refuse_lists = False  # 400 for a comma in patient / _id on GET
         self.refuse_post = False  # 405 for POST _search
+        self.require_patient = False  # 400 for a clinical search without patient or _id
+        self.expire_next_links = 0  # answer that many next-page requests 410 Gone
+        self.redirects: dict[str, str] = {}  # Patient read of a merged id -> the survivor
         self.seen: list[httpx.Request] = []
         self.capability: dict[str, Any] = {
             "resourceType": "CapabilityStatement",
@@ -60,6 +64,17 @@ class FakeFhirServer:
         if path.startswith("."):
             return httpx.Response(404, json=outcome("not-found", path))
         params = dict(request.url.params.multi_items())
+        if path.startswith("Patient/") and path[8:] in self.redirects:
+            location = f"{self.base}/Patient/{self.redirects[path[8:]]}"
+            return httpx.Response(301, headers={"Location": location})
+        if "/" in path and not path.endswith("/_search"):
+            return self._read(*path.split("/", 1))
+        clinical = path not in ("Patient", "Medication", "Group")
+        if self.require_patient and clinical and not {"patient", "_id"} & set(params):
+            return httpx.Response(400, json=outcome("required", "a patient is required"))
+        if "_offset" in params and self.expire_next_links:
+            self.expire_next_links -= 1
+            return httpx.Response(410, json=outcome("expired", "search results expired"))
         if path.endswith("/_search"):
             if self.refuse_post:
                 return httpx.Response(405, json=outcome("not-supported", "POST search"))
@@ -68,6 +83,12 @@ class FakeFhirServer:
         elif self._refuses(params):
             return httpx.Response(400, json=outcome("not-supported", "lists are not supported"))
         return httpx.Response(200, json=self._search(path, params))
+
+    def _read(self, resource_type: str, resource_id: str) -> httpx.Response:
+        for resource in self.resources:
+            if (resource["resourceType"], resource["id"]) == (resource_type, resource_id):
+                return httpx.Response(200, json=resource)
+        return httpx.Response(404, json=outcome("not-found", f"{resource_type}/{resource_id}"))
 
     def _refuses(self, params: dict[str, str]) -> bool:
         # Only the client's own lists: the server accepts the next links it generated.
@@ -84,6 +105,9 @@ class FakeFhirServer:
         if "code" in params:
             tokens = set(params["code"].split(","))
             hits = [r for r in hits if tokens & set(_tokens(r))]
+        if "identifier" in params:
+            wanted_identifiers = set(params["identifier"].split(","))
+            hits = [r for r in hits if wanted_identifiers & set(_identifiers(r))]
         count, offset = int(params.get("_count", 20)), int(params.get("_offset", 0))
         next_url = None
         if offset + count < len(hits):
@@ -96,6 +120,10 @@ class FakeFhirServer:
     def requests_to(self, resource_type: str) -> list[httpx.Request]:
         return [r for r in self.seen if r.url.path.split("/")[-1] in (resource_type, "_search")
                 and resource_type in r.url.path]  # fmt: skip
+
+
+def _identifiers(resource: dict[str, Any]) -> list[str]:
+    return [f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier", [])]
 
 
 def _tokens(resource: dict[str, Any]) -> list[str]:

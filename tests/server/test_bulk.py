@@ -23,7 +23,9 @@ from fhir_hcc.server.bulk import (
 )
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import IncompleteDataError, ServerRefusedError
+from fhir_hcc.server.options import AuthOptions
 from fhir_hcc.server.output import export_staging
+from fhir_hcc.server.profile import load_profile
 from fhir_hcc.sources import FileSource
 from server.conftest import SleepRecorder, fast_options
 from server.fake_fhir import BASE, outcome
@@ -351,6 +353,7 @@ def test_cli_since_without_bulk_is_a_clear_error(capsys):
 
 def test_cli_bulk_pull_exports_the_group(httpx_mock, tmp_path, capsys):
     group_kick_off = f"{BASE}/Group/g1/$export"  # POSTed: the mapping codes make a long query
+    httpx_mock.add_response(url=f"{BASE}/metadata", json={"resourceType": "CapabilityStatement"})
     httpx_mock.add_response(
         method="POST", url=group_kick_off, status_code=202, headers={"Content-Location": STATUS}
     )
@@ -440,3 +443,78 @@ def test_kick_off_too_long_for_both_post_and_get_drops_the_type_filter(httpx_moc
     manifest = export(tmp_path / "out", SleepRecorder(), LONG_REQUEST)
     assert manifest["kickOff"] == "GET without _typeFilter (HTTP 414 with it)"
     assert manifest["counts"] == {"Condition": 1, "Patient": 3}
+
+
+# -- server profiles' bulk rules -----------------------------------------------------------
+def export_under(out: Path, profile: str, request: ExportRequest = REQUEST, **options: Any):
+    async def main() -> dict[str, Any]:
+        sleeps = SleepRecorder()
+        async with FhirClient(BASE, fast_options(**options), sleep=sleeps) as client:
+            return await run_export(
+                client, request, out, profile=load_profile(profile), sleep=sleeps
+            )
+
+    return asyncio.run(main())
+
+
+def test_a_redirected_download_goes_on_without_authorization(httpx_mock, tmp_path):
+    add_kick_off(httpx_mock)
+    add_done(httpx_mock)
+    signed = "https://bucket.example.net/export/Patient.ndjson?X-Amz-Signature=abc"
+    httpx_mock.add_response(
+        url=file_url("Patient.ndjson"), status_code=307, headers={"Location": signed}
+    )
+    httpx_mock.add_response(url=signed, content=ndjson(PATIENTS))
+    httpx_mock.add_response(url=file_url("Condition.ndjson"), content=ndjson(CONDITIONS))
+    environ = {"FHIR_HCC_TOKEN": "secret-token"}
+    options = fast_options(auth=AuthOptions(mode="bearer"))
+
+    async def main() -> dict[str, Any]:
+        async with FhirClient(BASE, options, environ=environ, sleep=SleepRecorder()) as client:
+            return await run_export(client, REQUEST, tmp_path / "out")
+
+    assert asyncio.run(main())["counts"] == {"Condition": 1, "Patient": 3}
+    first = httpx_mock.get_requests(url=file_url("Patient.ndjson"))[0]
+    assert first.headers["Authorization"] == "Bearer secret-token"
+    assert "Authorization" not in httpx_mock.get_requests(url=signed)[0].headers
+
+
+def test_epic_exports_only_groups(tmp_path):
+    with pytest.raises(ConfigError, match=r"'epic' exports only at Group level .*give --group"):
+        export_under(tmp_path / "out", "epic")
+
+
+def test_oracle_leaves_administrations_out_and_they_are_searched_per_patient(httpx_mock, tmp_path):
+    request = ExportRequest(types=("Patient", "Condition", "MedicationAdministration"), group="g1")
+    httpx_mock.add_response(  # no MedicationAdministration in `_type`
+        method="GET",
+        url=f"{BASE}/Group/g1/$export?_type=Patient%2CCondition",
+        status_code=202,
+        headers={"Content-Location": STATUS},
+    )
+    add_done(httpx_mock)
+    add_files(httpx_mock)
+    given = {
+        "resourceType": "MedicationAdministration",
+        "id": "ma1",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "contained": [{"resourceType": "Medication", "id": "med"}],
+        "medicationReference": {"reference": "#med"},  # Oracle: contained, never fetched
+    }
+
+    def administrations(request: httpx.Request) -> httpx.Response:
+        found = [given] if request.url.params["patient"] == "p1" else []
+        entries = [{"resource": r, "search": {"mode": "match"}} for r in found]
+        return httpx.Response(200, json={"resourceType": "Bundle", "entry": entries})
+
+    searched = re.compile(rf"{re.escape(BASE)}/MedicationAdministration\?.*")
+    httpx_mock.add_callback(administrations, url=searched, is_reusable=True)
+    manifest = export_under(tmp_path / "out", "oracle-health", request)
+    assert manifest["request"]["types"] == ["Patient", "Condition"]
+    assert manifest["searched"] == ["MedicationAdministration"]
+    assert manifest["counts"] == {"Condition": 1, "MedicationAdministration": 1, "Patient": 3}
+    asked = [r.url.params for r in httpx_mock.get_requests(url=searched)]
+    assert sorted(params["patient"] for params in asked) == ["p0", "p1", "p2"]
+    assert {params["_count"] for params in asked} == {"200"}
+    assert ("MedicationAdministration", "ma1") in read_back(tmp_path / "out")

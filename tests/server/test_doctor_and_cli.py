@@ -24,8 +24,11 @@ SEARCH_PARAMS = {
     "Condition": ["code", "patient"],
     "Procedure": ["code", "patient"],
     "MedicationAdministration": ["patient"],
+    "MedicationStatement": ["patient"],
+    "MedicationRequest": ["patient"],
     "Observation": ["code"],  # no patient: the pull could not filter by patient
     "Encounter": ["patient"],
+    "DiagnosticReport": ["patient"],
     "Medication": [],
 }
 
@@ -86,7 +89,10 @@ def test_cli_pull_writes_ndjson_and_a_manifest(server, tmp_path, capsys):
     assert main(["pull", BASE, "--out", str(out), "--page-size", "2", "--batch-size", "2"]) == 0
     err = capsys.readouterr().err
     assert "pulled 21 resources for 5 candidate patients" in err
-    assert re.search(r"^fhir-hcc: pull: patient data: \d+ searches for 5 patients$", err, re.M)
+    assert "fhir-hcc: pull: patient data: 5 patients\n" in err
+    assert re.search(
+        r"^fhir-hcc: pull: patient data: 5/5 patients, \d+ requests, 24 resources$", err, re.M
+    )
     assert (out / "manifest.json").is_file()
     assert sorted(p.stem for p in out.glob("*.ndjson")) == sorted(COHORT_TYPES)
 

@@ -213,7 +213,9 @@ def test_missing_patient_is_asked_again_then_reported(httpx_mock, tmp_path):
     resources = [r for r in registry() if r["id"] != "p3"]  # referenced, but absent
     httpx_mock.add_callback(FakeFhirServer(resources), is_reusable=True)
     manifest = pull_into(tmp_path)
-    assert "Patient/p3 is referenced by a candidate resource but not found" in manifest["warnings"]
+    assert "Patient/p3 is not on the server; no data of it is pulled" in manifest["warnings"]
+    assert manifest["missingPatients"] == ["p3"]
+    assert "Procedure" not in manifest["counts"]  # p3's Y-90 procedure: not asked for
 
 
 def test_failed_pull_leaves_no_partial_output(httpx_mock, tmp_path):
