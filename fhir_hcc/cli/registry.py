@@ -39,10 +39,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fhir_hcc.registry import Registry, RegistryBusyError, default_path
     from fhir_hcc.registry.lock import lock_holder
-    from fhir_hcc.registry.store import is_locked
+    from fhir_hcc.registry.store import building_path, is_locked
 
     path = args.registry or default_path()
     if not path.is_file():
+        if building_path(path).is_file():  # a first sync builds it beside its path
+            raise RegistryBusyError(
+                f"{path}: the first sync is writing it ({lock_holder(path)}); nothing is "
+                "committed yet"
+            )
         raise ConfigError(f"{path}: no registry here yet (run `fhir-hcc sync` first)")
     try:
         with Registry(path, timeout=READ_WAIT, reader=True) as registry, registry.snapshot():

@@ -158,31 +158,48 @@ class Registry:
 
     def __init__(self, path: Path, timeout: float = 30, *, reader: bool = False) -> None:
         self.path = path
+        self.timeout = timeout
+        # A registry that does not exist yet is built beside its path and moved into place at
+        # its first commit (`_publish`): no reader can hold a file that did not exist, so it
+        # needs no log, and its first (largest) write is written once, not twice as in WAL.
+        self._building: Path | None = None
         if not reader:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                self._building = building_path(path)
+                for stale in (self._building, journal_of(self._building)):
+                    stale.unlink(missing_ok=True)  # a first sync that was killed
+        self.db = self._connect(reader)
+
+    def _connect(self, reader: bool) -> sqlite3.Connection:
+        file = self._building or self.path
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=timeout)
+            db = sqlite3.connect(file, isolation_level=None, timeout=self.timeout)
         except sqlite3.Error as error:
-            raise RegistryError(f"{path}: cannot open the registry ({error})") from None
+            raise RegistryError(f"{self.path}: cannot open the registry ({error})") from None
+        self.db = db
         try:
             if reader:
-                self.db.execute("PRAGMA query_only=ON")
+                db.execute("PRAGMA query_only=ON")
                 self._check_schema(READABLE_SCHEMAS)
             else:
                 self._prepare()
         except sqlite3.DatabaseError as error:
-            self.db.close()
+            db.close()
             if is_locked(error):
                 raise  # the caller knows whether a sync holds it
-            raise RegistryError(f"{path}: not a usable registry ({error})") from None
+            raise RegistryError(f"{self.path}: not a usable registry ({error})") from None
         except RegistryError:
-            self.db.close()
+            db.close()
             raise
+        return db
 
     def _prepare(self) -> None:
         """Settings, tables and the upgrade of an older file, for a connection that writes."""
         self.db.execute("PRAGMA page_size=16384")  # a new file only: 1-2 KB rows pack better
-        self.db.execute("PRAGMA journal_mode=WAL")  # persistent: readers open it in WAL too
+        # WAL is persistent: readers open the file in WAL too. A file being built has no
+        # readers: a rollback journal (nothing to journal in a new file) until `_publish`.
+        self.db.execute(f"PRAGMA journal_mode={'DELETE' if self._building else 'WAL'}")
         self.db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut
         self.db.execute("PRAGMA journal_size_limit=67108864")  # a checkpointed log: 64 MB kept
         self.db.execute("PRAGMA cache_size=-262144")  # 256 MB: the keys of ~1.5 M resources
@@ -193,6 +210,15 @@ class Registry:
         if found is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._check_schema({SCHEMA_VERSION})
+
+    def _publish(self) -> None:
+        """Move a registry built beside its path into place, in WAL mode from then on."""
+        assert self._building is not None
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.close()
+        os.replace(self._building, self.path)
+        self._building = None
+        self.db = self._connect(reader=False)
 
     def _schema_version(self) -> int | None:
         exists = self.db.execute(
@@ -222,6 +248,8 @@ class Registry:
             raise
 
     def close(self) -> None:
+        if self._building is not None and not self.db.in_transaction:
+            self._publish()  # what it holds is committed: runs, failed ones included
         self.db.close()
 
     def __enter__(self) -> Registry:
@@ -248,6 +276,8 @@ class Registry:
 
     def commit(self) -> None:
         self.db.execute("COMMIT")
+        if self._building is not None:
+            self._publish()
 
     def rollback(self) -> None:
         if self.db.in_transaction:
@@ -384,7 +414,7 @@ class Registry:
             ),
             "oldVersions": count("SELECT COUNT(*) FROM history WHERE deleted_by IS NULL"),
             "deletions": count("SELECT COUNT(*) FROM history WHERE deleted_by IS NOT NULL"),
-            "bytes": self.path.stat().st_size,
+            "bytes": (self._building or self.path).stat().st_size,
         }
 
     def versions(self) -> int:
@@ -401,6 +431,15 @@ class Registry:
     @staticmethod
     def _run(row: dict[str, Any]) -> dict[str, Any]:
         return row | {"counts": orjson.loads(row["counts"]) if row["counts"] else {}}
+
+
+def building_path(registry: Path) -> Path:
+    """Where a registry that does not exist yet is built until its first commit."""
+    return registry.with_name(f"{registry.name}.new")
+
+
+def journal_of(database: Path) -> Path:
+    return database.with_name(f"{database.name}-journal")
 
 
 def is_locked(error: sqlite3.Error) -> bool:

@@ -175,11 +175,47 @@ def test_a_reader_changes_nothing(tmp_path):
         Registry(tmp_path / "empty.sqlite", reader=True)
 
 
-def test_a_new_registry_is_in_wal_mode_with_16_kb_pages(tmp_path):
-    with Registry(tmp_path / "r.sqlite") as registry:
+def test_a_first_sync_builds_the_registry_beside_its_path_and_moves_it_in_at_its_commit(
+    tmp_path, capsys
+):
+    path = tmp_path / "registry.sqlite"
+    (tmp_path / "registry.sqlite.new").write_bytes(b"left by a first sync that was killed")
+    with sync_lock(path), Registry(path) as registry:
+        run_id = registry.start_run(RUN)
+        registry.begin(run_id)
+        ingest(registry, run_id, {"Observation": [observations(tmp_path / "a", 10)]}, complete=True)
+        registry.finish_run(run_id, {"status": "ok"})
+        assert not path.exists()  # nothing is committed: readers are told so at once
+        assert main(["registry", "status", "--registry", str(path)]) == ExitCode.REGISTRY_BUSY
+        assert "the first sync is writing it (pid " in capsys.readouterr().err
+        registry.commit()
+        assert path.is_file() and not (tmp_path / "registry.sqlite.new").exists()
         settings = [registry.db.execute(f"PRAGMA {name}").fetchone()[0] for name in
                     ("journal_mode", "page_size", "synchronous")]  # fmt: skip
-    assert settings == ["wal", 16384, 2]  # 2: FULL
+        assert settings == ["wal", 16384, 2]  # 2: FULL
+        assert registry.summary()["resources"] == {"Observation": 10}  # the writer goes on
+    code, status, _ = cli_json("status", "--registry", str(path), capsys=capsys)
+    assert (code, status["resources"], status["lastRun"]["status"]) == (
+        0,
+        {"Observation": 10},
+        "ok",
+    )
+
+
+def test_a_failed_first_sync_leaves_a_registry_with_its_failed_run(tmp_path, capsys):
+    path = tmp_path / "registry.sqlite"
+    with Registry(path) as registry:
+        run_id = registry.start_run(RUN)
+        registry.begin(run_id)
+        ingest(registry, run_id, {"Observation": [observations(tmp_path / "a", 10)]}, complete=True)
+        registry.rollback()  # the server failed: nothing of the run is kept
+        registry.finish_run(run_id, {"status": "failed", "message": "server unreachable"})
+    code, history, _ = cli_json("history", "--registry", str(path), capsys=capsys)
+    assert [(run["id"], run["status"], run["message"]) for run in history] == [
+        (1, "failed", "server unreachable")
+    ]
+    code, status, _ = cli_json("status", "--registry", str(path), capsys=capsys)
+    assert (code, status["resources"]) == (0, {})
 
 
 # Schema 1, as the versions before WAL wrote it: `resources` WITHOUT ROWID, rollback journal.
