@@ -363,6 +363,10 @@ class Puller:
         if len(survivors) == 1:
             for patient in matches.values():
                 self._write_patient(patient)
+            # The merged records' own data comes too, as for any merge link.
+            merged = set(matches) - set(survivors)
+            if merged:
+                self.links.setdefault(survivors[0], set()).update(merged)
         return entry.line, survivors or sorted(matches)
 
     async def _members(self, group_id: str) -> tuple[dict[str, int], int]:

@@ -139,7 +139,8 @@ def test_identifiers_one_per_request_unknown_and_ambiguous_reported_by_line(
     manifest = run(tmp_path / "out", read_identifiers(mrns, MRN), profile="epic")
     found = manifest["population"]
     assert (found["patients"], found["unknownLines"], found["ambiguousLines"]) == (2, [3], [4])
-    assert found["patientIds"] == ["p1", "p2"]
+    assert found["patientIds"] == ["p1", "p2", "p2-old"]  # the merged record's data comes too
+    assert found["merged"] == 1
     assert any(
         w.endswith("mrns.txt:3: no patient has this identifier") for w in manifest["warnings"]
     )
