@@ -36,7 +36,7 @@ import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
 from fhir_hcc.fhir.ndjson import read_lines
-from fhir_hcc.fhir.references import Reference, parse_reference, subject_of
+from fhir_hcc.fhir.references import Target, parse_reference, subject_of
 from fhir_hcc.fhir.types import COHORT_TYPES
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.server.auth import Credentials
@@ -74,7 +74,7 @@ _REMOVED_KEYS = frozenset(
 _PEOPLE = frozenset({"Patient", "Practitioner", "RelatedPerson", "Person"})
 _FREE_TEXT = re.compile(rb'"value(?:String|Markdown)"')
 _META_REMOVED = frozenset({"source", "versionId"})
-_NOBODY = Reference("Patient", "")
+_NOBODY = Target("Patient", "")
 PSEUDONYMISED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "PSEUDED",

@@ -45,9 +45,11 @@ from fhir_hcc.fhir.datatypes import (
 )
 from fhir_hcc.inputs import is_server_url
 from fhir_hcc.mappers import SCHEMAS
+from fhir_hcc.mappers.context import extension_values
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import FileSource, Metered, ProblemSink, ReadProgress, Source
+from fhir_hcc.problems import ProblemSink
+from fhir_hcc.sources import FileSource, Metered, ReadProgress, Source
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -126,10 +128,8 @@ def _element(*path: str) -> Extract:
 
 def _extension_values(key: str) -> Extract:
     def extract(resource: Any, mappings: Mappings) -> Iterable[Any]:
-        urls = mappings.extension_urls(key)
-        for extension in resource.extension:
-            # An extension of these URLs with another value[x] has no code to list.
-            if (extension.url or "").split("|")[0] in urls and extension.valueCodeableConcept:
+        for extension in extension_values(resource.extension, mappings.extension_urls(key)):
+            if extension.valueCodeableConcept:  # another value[x] has no code to list
                 yield extension.valueCodeableConcept
 
     return extract

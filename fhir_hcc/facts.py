@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_hcc.dates import FhirDate
 
@@ -40,6 +40,13 @@ class Demographics:
     replaced_by: str | None = None  # Patient.link type replaced-by
 
 
+class Drugs(NamedTuple):
+    """What a Medication resource says, for the administrations that reference it."""
+
+    classes: list[str]
+    malformed: bool = False  # it had malformed elements: its users' rows are flagged
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """A data-quality decision, written to qc.csv."""
@@ -58,10 +65,6 @@ class PatientFacts:
     contacts: dict[date, str] = field(default_factory=dict)
     flags: set[str] = field(default_factory=set)  # QC rules for the row that no fact carries
 
-    def add_contact(self, day: FhirDate | None, source: str) -> None:
-        if day is not None and day.precision == "day":
-            self.contacts.setdefault(day.day, source)
-
     def of(self, kind: str) -> list[Fact]:
         return [fact for fact in self.facts if fact.kind == kind]
 
@@ -72,7 +75,7 @@ class Collected:
 
     patients: dict[str, PatientFacts] = field(default_factory=dict)
     # Medication id -> drug classes, for administrations that reference a Medication resource.
-    medications: dict[str, list[str]] = field(default_factory=dict)
+    medications: dict[str, Drugs] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
     resources_read: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)

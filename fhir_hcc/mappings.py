@@ -27,6 +27,7 @@ _META_FILES = {"systems", "extensions"}
 # Real exports repeat a few thousand distinct codings and displays millions of times: each is
 # normalised and classified once, in caches cleared when they grow past this many entries.
 _CACHE_SIZE = 200_000
+_CACHED_TEXT = 200  # characters: longer texts are matched each time, not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +74,23 @@ class Mappings:
         self._systems: dict[str, _System] = {}
         self._concepts: dict[str, _Concept] = {}
         self.extensions: dict[str, frozenset[str]] = {}
+        self._clear_caches()
+        for directory in self.directories:
+            self._load_directory(directory)
+
+    def _clear_caches(self) -> None:
         self._normalised: dict[tuple[str, str], tuple[str, str]] = {}
         self._by_coding: dict[str, dict[Coding, Match | None]] = {}
         self._by_text: dict[str, dict[str, tuple[int, Match] | None]] = {}
         self._classified: dict[tuple[str | Coding | None, ...], tuple[Match, ...]] = {}
-        for directory in self.directories:
-            self._load_directory(directory)
+        self._indexes: dict[tuple[str, ...], dict[tuple[str, str], list[Match]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes and Spark executors without what this one has cached.
+        state = self.__dict__.copy()
+        for name in ("_normalised", "_by_coding", "_by_text", "_classified", "_indexes"):
+            state[name] = {}
+        return state
 
     # -- loading ---------------------------------------------------------------------------
     def _load_directory(self, directory: Path) -> None:
@@ -205,14 +217,18 @@ class Mappings:
         cache = self._by_text.get(concept)
         if cache is None or len(cache) > _CACHE_SIZE:
             cache = self._by_text[concept] = {}
+        if len(text) > _CACHED_TEXT:  # free text (a report's conclusion) seldom repeats
+            return self._match_patterns(concept, text)
         if text not in cache:
-            patterns = self._concept(concept).patterns
-            found = next(
-                ((i, match) for i, (pattern, match) in enumerate(patterns) if pattern.search(text)),
-                None,
-            )
-            cache[text] = found
+            cache[text] = self._match_patterns(concept, text)
         return cache[text]
+
+    def _match_patterns(self, concept: str, text: str) -> tuple[int, Match] | None:
+        patterns = self._concept(concept).patterns
+        return next(
+            ((i, match) for i, (pattern, match) in enumerate(patterns) if pattern.search(text)),
+            None,
+        )
 
     def classify(self, concept: str, value: CodeableConcept | None) -> tuple[Match, ...]:
         """Match a CodeableConcept: its codings first, its text and displays only as a fallback.
@@ -221,6 +237,8 @@ class Mappings:
         """
         if value is None:
             return ()
+        if value.text and len(value.text) > _CACHED_TEXT:
+            return self._classify(concept, value)
         key = (concept, value.text, *value.coding)
         found = self._classified.get(key)
         if found is None:
@@ -285,13 +303,16 @@ class Mappings:
                 spelled.update((uri, spelling) for uri in uris[canonical])
         return sorted(spelled)
 
-    def index(self, concepts: Sequence[str]) -> dict[tuple[str, str], list[Match]]:
-        """One (system, code) -> matches index over several concepts, for one-pass lookups."""
-        index: dict[tuple[str, str], list[Match]] = {}
-        for name in concepts:
-            for key, match in self._concept(name).exact.items():
-                index.setdefault(key, []).append(match)
-        return index
+    def index(self, concepts: tuple[str, ...]) -> dict[tuple[str, str], list[Match]]:
+        """One (system, code) -> matches index over several concepts, for one-pass lookups
+        (made once per set of concepts)."""
+        found = self._indexes.get(concepts)
+        if found is None:
+            found = self._indexes[concepts] = {}
+            for name in concepts:
+                for key, match in self._concept(name).exact.items():
+                    found.setdefault(key, []).append(match)
+        return found
 
     def knows_system(self, uri: str) -> bool:
         """Whether systems.toml declares this URI (canonical or alias)."""

@@ -12,7 +12,9 @@ _MB = 2**20
 
 
 class ReadingProgress:
-    """Called with (bytes read, bytes in all) by the cohort stage as its file parts finish."""
+    """Called with (bytes read, bytes in all) by the cohort stage as its file parts finish: a
+    file, or a slice of a large plain NDJSON file read by several workers (so one big file read
+    by one process shows its progress only when it ends)."""
 
     def __init__(self, stream: TextIO, interval: float = 10.0) -> None:
         self.stream = stream

@@ -12,39 +12,16 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from pathlib import Path, PurePath
+from typing import Any, Protocol
 
-import orjson
+import msgspec
 
 from fhir_hcc.fhir.ndjson import SUFFIXES as NDJSON_SUFFIXES
 from fhir_hcc.fhir.ndjson import Lines, UnreadableFile, is_ndjson
+from fhir_hcc.fhir.references import label
+from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 
-
-class Origin(NamedTuple):  # a tuple: one is made per NDJSON line
-    location: str
-    line: int | None = None  # NDJSON line or Bundle entry, 1-based
-
-    def __str__(self) -> str:
-        return self.location if self.line is None else f"{self.location}:{self.line}"
-
-
-@dataclass(frozen=True, slots=True)
-class InputProblem:
-    origin: Origin
-    resource: str | None  # "Type/id" when known
-    field: str | None
-    message: str
-    warning: bool = False  # surfaced and counted, but no reason to stop a --strict run
-    patient: str | None = None  # whose resource it was, when that could be read (row flagged)
-
-    def __str__(self) -> str:
-        parts = [str(self.origin), self.resource, self.field, self.message]
-        return ": ".join(part for part in parts if part)
-
-
-ProblemSink = Callable[[InputProblem], None]
 Item = tuple[bytes, Origin]  # a resource's JSON text, and where it was read
 
 
@@ -66,7 +43,7 @@ _HIDDEN = (".", "_")
 
 def not_data_note(location: str) -> InputProblem | None:
     """The note (a warning) on a file beside the data that is not read; None for a data file."""
-    name = location.rsplit("/", 1)[-1]
+    name = PurePath(location).name  # a local path or a URI Spark lists, either separator
     what = NOT_DATA.get(name) or ("a hidden file" if name.startswith(_HIDDEN) else None)
     if what is None:
         return None
@@ -226,79 +203,136 @@ def partitions(source: FileSource, chunk_bytes: int) -> list[Part]:
 
 def read_json(path: Path, sink: ProblemSink) -> Iterator[Item]:
     location = str(path)
-    origin = Origin(location)
     try:
-        resource = orjson.loads(path.read_bytes().removeprefix(codecs.BOM_UTF8))
+        data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     except OSError as error:
-        sink(InputProblem(origin, None, None, f"cannot read file: {error.strerror or error}"))
+        sink(InputProblem(Origin(location), None, None, f"cannot read file: {error.strerror}"))
         return
-    except orjson.JSONDecodeError as error:
-        sink(InputProblem(origin, None, None, f"malformed JSON ({error.msg})"))
+    yield from _document(data, location, None, sink)
+
+
+class _Shell(msgspec.Struct):
+    """What is read of a JSON file or Bundle entry before its parts: the rest stays text."""
+
+    resourceType: Any = None
+    id: Any = None
+    entry: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # a Bundle's, each read on its own
+    fullUrl: Any = None  # of an entry
+    search: Any = None  # of an entry
+    resource: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # of an entry
+
+    @property
+    def resource_text(self) -> bytes | None:
+        """An entry's resource as written; None when it has none (absent or null)."""
+        text = bytes(self.resource) if self.resource is not msgspec.UNSET else b"null"
+        return None if text == b"null" else text
+
+
+_shell = msgspec.json.Decoder(_Shell).decode
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
+# What reading a part of a JSON file may raise: bad syntax, invalid UTF-8, too deep a nesting.
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def _document(text: bytes, location: str, number: int | None, sink: ProblemSink) -> Iterator[Item]:
+    """A resource read whole from a file or an entry: a Bundle's entries, or the resource."""
+    origin = Origin(location, number)
+    try:
+        shell = _shell(text)
+    except msgspec.ValidationError:
+        sink(InputProblem(origin, None, None, "not a JSON object"))
         return
-    if not _is_resource(resource, origin, sink):
+    except _UNREADABLE as error:
+        sink(InputProblem(origin, None, None, _unreadable(error)))
         return
-    if resource["resourceType"] == "Bundle":
-        yield from _bundle_entries(resource, location, sink)
+    if not isinstance(shell.resourceType, str) or not shell.resourceType:
+        ref = label(None, shell.id) if isinstance(shell.id, str) else None
+        sink(InputProblem(origin, ref, "resourceType", "missing resourceType"))
+    elif shell.resourceType == "Bundle":
+        yield from _bundle_entries(shell, location, sink)
     else:
-        yield from _encoded(resource, origin, sink)
+        yield text, origin
 
 
-def _bundle_entries(bundle: dict[str, Any], location: str, sink: ProblemSink) -> Iterator[Item]:
-    bundle_id = bundle.get("id")
-    bundle_ref = f"Bundle/{bundle_id}" if isinstance(bundle_id, str) and bundle_id else None
-    entries = bundle.get("entry")
-    if not isinstance(entries, list):
-        problem = "entry is not a list" if entries else "Bundle has no entries"
-        sink(InputProblem(Origin(location), bundle_ref, "entry", problem))
+def _bundle_entries(bundle: _Shell, location: str, sink: ProblemSink) -> Iterator[Item]:
+    """Each entry read on its own: a malformed one costs only itself."""
+    bundle_ref = label("Bundle", bundle.id) if bundle.id else None
+    try:
+        entries = _raw_list(bundle.entry) if bundle.entry is not msgspec.UNSET else []
+    except msgspec.ValidationError:
+        sink(InputProblem(Origin(location), bundle_ref, "entry", "entry is not a list"))
         return
     if not entries:
         sink(InputProblem(Origin(location), bundle_ref, "entry", "Bundle has no entries"))
         return
-    aliases = _entry_aliases(entries)
-    for number, entry in enumerate(entries, start=1):
+    shells = [_entry(raw) for raw in entries]
+    aliases = _entry_aliases(shells)
+    for number, entry in enumerate(shells, start=1):
         origin = Origin(location, number)
-        if not isinstance(entry, dict):
+        if entry is None:
             sink(InputProblem(origin, bundle_ref, "entry", "entry is not an object"))
-            continue
-        resource = entry.get("resource")
-        if resource is None:
+        elif entry.resource_text is None:
             sink(InputProblem(origin, bundle_ref, "entry.resource", "entry has no resource"))
-            continue
-        search = entry.get("search")
-        if isinstance(search, dict) and search.get("mode") == "outcome":
+        elif isinstance(entry.search, dict) and entry.search.get("mode") == "outcome":
             sink(InputProblem(origin, None, "entry.search.mode", "search outcome, not data", True))
-            continue
-        if not _is_resource(resource, origin, sink):
-            continue
-        if resource["resourceType"] == "Bundle":
-            yield from _bundle_entries(resource, location, sink)
-            continue
-        full_url = entry.get("fullUrl")
-        if "id" not in resource and isinstance(full_url, str) and full_url in aliases:
-            resource["id"] = aliases[full_url].split("/", 1)[1]
-        if aliases:
-            _rewrite_references(resource, aliases)
-        yield from _encoded(resource, origin, sink)
+        elif not aliases:  # nothing to rewrite: the entry's text as it is
+            yield from _document(entry.resource_text or b"", location, number, sink)
+        else:
+            yield from _with_local_references(entry, aliases, origin, sink)
 
 
-def _encoded(resource: dict[str, Any], origin: Origin, sink: ProblemSink) -> Iterator[Item]:
+def _entry(raw: msgspec.Raw) -> _Shell | None:
     try:
-        yield orjson.dumps(resource), origin
-    except orjson.JSONEncodeError:  # deeper than the encoder's limit of 255 levels
-        ref = _reference(resource)
-        sink(InputProblem(origin, ref, None, "nested too deeply to read"))
+        return _shell(raw)
+    except (msgspec.ValidationError, *_UNREADABLE):
+        return None
 
 
-def _entry_aliases(entries: list[Any]) -> dict[str, str]:
+def _with_local_references(
+    entry: _Shell, aliases: dict[str, str], origin: Origin, sink: ProblemSink
+) -> Iterator[Item]:
+    """The entry's resource with `urn:uuid:` and absolute references to other entries made
+    `Type/id` (and an id from its fullUrl when it has none)."""
+    try:
+        resource = msgspec.json.decode(entry.resource_text or b"")
+    except msgspec.ValidationError:  # a number out of range
+        sink(InputProblem(origin, None, None, "malformed JSON (number out of range)"))
+        return
+    except _UNREADABLE as error:
+        sink(InputProblem(origin, None, None, _unreadable(error)))
+        return
+    if not isinstance(resource, dict):
+        sink(InputProblem(origin, None, None, "not a JSON object"))
+        return
+    if "id" not in resource and isinstance(entry.fullUrl, str) and entry.fullUrl in aliases:
+        resource["id"] = aliases[entry.fullUrl].split("/", 1)[1]
+    _rewrite_references(resource, aliases)
+    yield from _document(msgspec.json.encode(resource), origin.location, origin.line, sink)
+
+
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "malformed JSON (nested too deeply)"
+    if isinstance(error, UnicodeDecodeError):
+        return "malformed JSON (not UTF-8)"
+    return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"
+
+
+def _entry_aliases(entries: list[_Shell | None]) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry, so references between entries can be made local."""
     aliases: dict[str, str] = {}
     for entry in entries:
-        if not isinstance(entry, dict):
+        text = entry.resource_text if entry is not None else None
+        if entry is None or text is None:
             continue
-        full_url, resource = entry.get("fullUrl"), entry.get("resource")
-        if not isinstance(full_url, str) or not full_url or not isinstance(resource, dict):
+        full_url = entry.fullUrl
+        if not isinstance(full_url, str) or not full_url:
             continue
-        resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+        try:
+            head = _shell(text)
+        except (msgspec.ValidationError, *_UNREADABLE):
+            continue
+        resource_type, resource_id = head.resourceType, head.id
         if not isinstance(resource_type, str) or not resource_type:
             continue
         if not isinstance(resource_id, str) or not resource_id:
@@ -320,20 +354,3 @@ def _rewrite_references(node: Any, aliases: dict[str, str]) -> None:
                     stack.append(value)
         elif isinstance(current, list):
             stack.extend(item for item in current if isinstance(item, dict | list))
-
-
-def _is_resource(value: Any, origin: Origin, sink: ProblemSink) -> bool:
-    if not isinstance(value, dict):
-        sink(InputProblem(origin, None, None, "not a JSON object"))
-        return False
-    resource_type = value.get("resourceType")
-    if not isinstance(resource_type, str) or not resource_type:
-        ref = f"?/{value['id']}" if isinstance(value.get("id"), str) else None
-        sink(InputProblem(origin, ref, "resourceType", "missing resourceType"))
-        return False
-    return True
-
-
-def _reference(resource: dict[str, Any]) -> str:
-    resource_id = resource.get("id")
-    return f"{resource['resourceType']}/{resource_id if isinstance(resource_id, str) else '?'}"

@@ -22,17 +22,16 @@ from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.contract import COLUMNS, EXTRA_COLUMNS, as_types
 from fhir_hcc.errors import InputError
 from fhir_hcc.facts import Collected, Note
+from fhir_hcc.fhir.references import label
 from fhir_hcc.inputs import is_server_url, open_source
 from fhir_hcc.mappers import mapping_context
 from fhir_hcc.mappings import Mappings, load_mappings
+from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
-    InputProblem,
     Metered,
-    Origin,
     Part,
-    ProblemSink,
     ReadProgress,
     Source,
     part_size,
@@ -107,31 +106,35 @@ def collect(
     collected = Collected()
     problems: list[InputProblem] = []
 
-    def report(problem: InputProblem) -> None:
+    def sink(problem: InputProblem) -> None:
         if strict and not problem.warning:
             raise InputError(str(problem))
         log.warning("%s", problem)
         problems.append(problem)
 
-    ctx = mapping_context(mappings, collected, report, config.zone())
-    for line, origin in source.read(report):
+    ctx = mapping_context(mappings, collected, sink, config.zone())
+    for line, origin in source.read(sink):
         ctx.map(line, origin)  # a shape problem stops a strict run with the lenient run's message
         if strict:  # then the whole R4 structure: a strict run finishes only on valid resources
-            _check_structure(line, origin, report)
+            _check_structure(line, origin, sink)
     collected.problems = problems
     return collected
 
 
-def _check_structure(line: bytes, origin: Origin, report: ProblemSink) -> None:
+def _check_structure(line: bytes, origin: Origin, sink: ProblemSink) -> None:
     """Report how a resource fails its R4B model (JSON it cannot decode is the mappers' report)."""
     try:
         resource = orjson.loads(line)
     except orjson.JSONDecodeError:
         return
     if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-        reference = f"{resource['resourceType']}/{resource.get('id', '?')}"
-        for path, message in validation_errors(resource):
-            report(InputProblem(origin, reference, path, message, patient=None))
+        reference = label(resource["resourceType"], resource.get("id"))
+        try:
+            errors = validation_errors(resource)
+        except RecursionError:  # the models validate recursively
+            errors = [("(resource)", "nested too deeply to validate")]
+        for path, message in errors:
+            sink(InputProblem(origin, reference, path, message))
 
 
 # Below this much NDJSON, starting worker processes costs more than it saves.

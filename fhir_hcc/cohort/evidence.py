@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from fhir_hcc.facts import Collected, Fact, Note, PatientFacts
+from fhir_hcc.facts import Collected, Drugs, Fact, Note, PatientFacts
 
 # Facts of these kinds on dates one day apart from different resources are one event recorded
 # twice (time zones, late entry); drug doses are not, since PIAF gives the same drug daily.
@@ -50,7 +50,7 @@ def merge_replaced_patients(collected: Collected) -> None:
         del collected.patients[patient_id]
 
 
-def prepare(record: PatientFacts, medications: dict[str, list[str]]) -> Evidence:
+def prepare(record: PatientFacts, medications: dict[str, Drugs]) -> Evidence:
     evidence = Evidence(record, {})
     facts = _resolve_medications(record.facts, medications, evidence)
     facts = _drop_repeated_sources(facts)
@@ -62,7 +62,7 @@ def prepare(record: PatientFacts, medications: dict[str, list[str]]) -> Evidence
 
 
 def _resolve_medications(
-    facts: list[Fact], medications: dict[str, list[str]], evidence: Evidence
+    facts: list[Fact], medications: dict[str, Drugs], evidence: Evidence
 ) -> list[Fact]:
     resolved: list[Fact] = []
     for fact in facts:
@@ -70,13 +70,17 @@ def _resolve_medications(
         if pending is None:
             resolved.append(fact)
             continue
-        classes = medications.get(pending)
-        if classes is None:
+        drugs = medications.get(pending)
+        if drugs is None:
             evidence.note(
                 "reference_to_nothing", fact.source, f"Medication/{pending} not in the data"
             )
             continue
-        resolved.extend(replace(fact, value=cls, via=f"Medication/{pending}") for cls in classes)
+        if drugs.malformed:
+            evidence.note("input_problem", fact.source, f"Medication/{pending} was malformed")
+        resolved.extend(
+            replace(fact, value=cls, via=f"Medication/{pending}") for cls in drugs.classes
+        )
     return resolved
 
 

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 from msgspec import Meta, Struct
 
+from fhir_hcc.fhir.references import label
+
 
 class Coding(Struct, frozen=True):  # frozen: hashable, so a classification is cached per coding
     system: str | None = None
@@ -66,6 +68,8 @@ class Resource(Struct, kw_only=True):
     """
 
     ESSENTIAL: ClassVar[frozenset[str]] = frozenset({"resourceType", "id"})
+    CHOICES: ClassVar[tuple[str, ...]] = ()  # choice names whose date is read (effective[x]...)
+    CONTAINED: ClassVar[frozenset[str]] = frozenset()  # types of contained resources read
 
     resourceType: str = ""
     id: str | None = None
@@ -73,7 +77,19 @@ class Resource(Struct, kw_only=True):
 
     @property
     def ref(self) -> str:
-        return f"{self.resourceType}/{self.id or '?'}"
+        return label(self.resourceType, self.id)
+
+
+# Choice-type suffixes ([x]) that carry a date, in the order they are tried, and those that do
+# not (noted when they are all a resource has). Every suffix is read under every choice name a
+# struct lists in CHOICES, R4 or not: exporters write what they write.
+DATED_SUFFIXES = ("DateTime", "Instant", "Period", "Date")
+UNDATED_SUFFIXES = ("Timing", "Age", "Range", "String", "Boolean")
+
+
+def dated(*bases: str) -> frozenset[str]:
+    """The dated elements of the choice names `bases` (effective -> effectiveDateTime, ...)."""
+    return frozenset(base + suffix for base in bases for suffix in DATED_SUFFIXES)
 
 
 def reads(*concepts: str, detail: bool = False, extensions: dict[str, Any] | None = None) -> Meta:

@@ -13,24 +13,22 @@ from typing import Any, NamedTuple
 from fhir_hcc.fhir.types import RESOURCE_TYPES
 
 
-class Reference(NamedTuple):
+class Target(NamedTuple):
+    """What a literal reference points at."""
+
     type: str
     id: str
     base: str = (
         ""  # the service base of an absolute reference ("https://host/fhir"); "" if relative
     )
 
-    @property
-    def local(self) -> str:
-        return f"{self.type}/{self.id}"
-
 
 # An export names each patient in hundreds of references: each text is parsed once.
-_PARSED: dict[str, Reference | None] = {}
+_PARSED: dict[str, Target | None] = {}
 _PARSED_MAX = 100_000
 
 
-def parse_reference(text: str) -> Reference | None:
+def parse_reference(text: str) -> Target | None:
     """The target of a literal reference; None for anything that does not name `Type/id`.
 
     Ids are taken as written: servers such as Epic use ids longer than the 64 characters R4
@@ -45,9 +43,9 @@ def parse_reference(text: str) -> Reference | None:
         return parsed
 
 
-def _parse(text: str) -> Reference | None:
+def _parse(text: str) -> Target | None:
     if text.startswith("Patient/") and text.count("/") == 1:  # the common case, first
-        return Reference("Patient", text[8:]) if _is_id(text[8:]) else None
+        return Target("Patient", text[8:]) if _is_id(text[8:]) else None
     if text.startswith(("#", "urn:")):
         return None
     parts = text.split("/")
@@ -55,10 +53,10 @@ def _parse(text: str) -> Reference | None:
         parts = parts[:-2]
     if len(parts) < 2 or parts[-2] not in RESOURCE_TYPES or not _is_id(parts[-1]):
         return None
-    return Reference(parts[-2], parts[-1], "/".join(parts[:-2]))
+    return Target(parts[-2], parts[-1], "/".join(parts[:-2]))
 
 
-def subject_of(resource: Mapping[str, Any], *fields: str) -> Reference | None:
+def subject_of(resource: Mapping[str, Any], *fields: str) -> Target | None:
     """The Patient a resource belongs to, through the first of `fields` that is present
     (default `subject`, then `patient`); None when it names no Patient."""
     for field in fields or ("subject", "patient"):
@@ -72,6 +70,28 @@ def subject_of(resource: Mapping[str, Any], *fields: str) -> Reference | None:
 
 
 _ID = re.compile(r"[^/?#\s]+")
+
+
+# What a message may show of a resource's type and id: names of the FHIR grammar only (ids a bit
+# longer, as Epic's are). Anything else is "?", so a value never reaches a log line.
+_SHOWN_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
+_SHOWN_ID = re.compile(r"[A-Za-z0-9\-._]{1,200}")
+
+
+def label(resource_type: object, resource_id: object) -> str:
+    """`Type/id` of a resource for messages and provenance, `?` for a part that is not a name."""
+    return f"{shown_type(resource_type)}/{resource_id if _fits(_SHOWN_ID, resource_id) else '?'}"
+
+
+def shown_type(resource_type: object) -> str:
+    """A resource type as a message may show it: a type name, else `?`."""
+    if isinstance(resource_type, str) and _SHOWN_TYPE.fullmatch(resource_type):
+        return resource_type
+    return "?"
+
+
+def _fits(grammar: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and grammar.fullmatch(value) is not None
 
 
 def _is_id(text: str) -> bool:

@@ -35,6 +35,7 @@ _JSON_TYPES = {
 }
 _EXPECTED = re.compile(r"^Expected `([^`]*)`, got `([^`]*)`(?: - at `\$(.*)`)?$")
 _AT = re.compile(r" - at `\$(.*)`$")
+_ITEM = re.compile(r"^\w+\[(\d+)\]")
 
 
 class Fault(msgspec.Struct, frozen=True):
@@ -67,21 +68,61 @@ def decoder(schema: type[R]) -> Callable[[bytes], R]:
 
 
 def mend(data: dict[str, Any], schema: type[R]) -> Decoded[R]:
-    """Convert a generically decoded resource, dropping malformed elements one by one.
+    """Convert a generically decoded resource, dropping malformed parts one by one.
 
-    `data` is changed in place (malformed elements removed).
+    `null` is read as absent (FHIR JSON has no nulls, but serialisers write them), contained
+    resources of types the struct does not read are left out, and a malformed item of a list
+    costs that item only. `data` is changed in place.
     """
+    _drop_nulls(data)
+    _keep_contained(data, schema.CONTAINED)
     faults: list[Fault] = []
     while len(faults) < _MAX_FAULTS:
         try:
             return Decoded(msgspec.convert(data, schema), faults)
         except msgspec.ValidationError as error:
             fault = fault_of(error)
+        except RecursionError:
+            return Decoded(None, faults, Fault("", "nested too deeply"))
         faults.append(fault)
         if not fault.element or fault.element in schema.ESSENTIAL or fault.element not in data:
             return Decoded(None, faults, fault)
-        del data[fault.element]
+        _drop(data, fault)
     return Decoded(None, faults, Fault("", f"more than {_MAX_FAULTS} malformed elements"))
+
+
+def _drop(data: dict[str, Any], fault: Fault) -> None:
+    """The malformed item of a list element (`bodySite[2]...`), else the whole element."""
+    item = _ITEM.match(fault.path)
+    value = data[fault.element]
+    if item and isinstance(value, list) and int(item.group(1)) < len(value):
+        del value[int(item.group(1))]
+    else:
+        del data[fault.element]
+
+
+def _drop_nulls(data: dict[str, Any]) -> None:
+    # A loop over a stack, not recursion: nesting thousands of levels deep must not overflow.
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in [key for key, value in node.items() if value is None]:
+                del node[key]
+            stack.extend(value for value in node.values() if isinstance(value, dict | list))
+        elif isinstance(node, list):
+            node[:] = [item for item in node if item is not None]
+            stack.extend(item for item in node if isinstance(item, dict | list))
+
+
+def _keep_contained(data: dict[str, Any], types: frozenset[str]) -> None:
+    contained = data.get("contained")
+    if isinstance(contained, list):
+        data["contained"] = [
+            item
+            for item in contained
+            if isinstance(item, dict) and item.get("resourceType") in types
+        ]
 
 
 def fault_of(error: msgspec.ValidationError) -> Fault:

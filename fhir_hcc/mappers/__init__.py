@@ -34,7 +34,7 @@ from fhir_hcc.mappers.observation import Observation, map_observation
 from fhir_hcc.mappers.patient import Patient, map_patient
 from fhir_hcc.mappers.procedure import Procedure, map_procedure
 from fhir_hcc.mappings import Mappings
-from fhir_hcc.sources import Origin, ProblemSink
+from fhir_hcc.problems import ProblemSink
 
 
 class Mapper(NamedTuple):
@@ -57,11 +57,6 @@ MAPPERS: dict[str, Mapper] = {
 SCHEMAS = {name: mapper.schema for name, mapper in MAPPERS.items()}
 
 
-def map_item(line: bytes, origin: Origin, ctx: MapContext) -> None:
-    """Map a source item (a resource's JSON text); what cannot be read is reported."""
-    ctx.map(line, origin)
-
-
 def mapping_context(
     mappings: Mappings, collected: Collected, sink: ProblemSink, zone: ZoneInfo | None = None
 ) -> MapContext:
@@ -69,4 +64,4 @@ def mapping_context(
     return MapContext(mappings, collected, sink, zone, MAPPERS)
 
 
-__all__ = ["MAPPERS", "SCHEMAS", "MapContext", "Mapper", "map_item", "mapping_context"]
+__all__ = ["MAPPERS", "SCHEMAS", "MapContext", "Mapper", "mapping_context"]

@@ -10,6 +10,7 @@ from fhir_hcc.fhir.datatypes import (
     Period,
     Reference,
     Resource,
+    dated,
     reads,
 )
 from fhir_hcc.mappers.context import (
@@ -30,9 +31,9 @@ _HBV_RESULT = {
 
 
 class Condition(Resource, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
+    CHOICES: ClassVar[tuple[str, ...]] = ("onset",)
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
         "subject", "patient", "code", "verificationStatus", "clinicalStatus", "recordedDate",
-        "onsetDateTime", "onsetInstant", "onsetPeriod", "onsetDate",
     }  # fmt: skip
 
     subject: Reference | None = None
@@ -41,16 +42,20 @@ class Condition(Resource, kw_only=True):
         CodeableConcept | None,
         reads("hcc", "hepatitis_b", "hepatitis_c", "recurrence", "transplant"),
     ] = None
-    verificationStatus: CodeableConcept | None = None
-    clinicalStatus: CodeableConcept | None = None
+    # A code string in STU3 (and in exports that still write it): read as the code.
+    verificationStatus: CodeableConcept | str | None = None
+    clinicalStatus: CodeableConcept | str | None = None
     recordedDate: str | None = None
+    # onset[x]: when it began
     onsetDateTime: str | None = None
-    onsetInstant: str | None = None  # not R4: read as written by some exporters
+    onsetInstant: str | None = None
+    onsetDate: str | None = None
     onsetPeriod: Period | None = None
-    onsetDate: str | None = None  # not R4, but written by some exporters
-    onsetAge: Any = None  # undated choices: noted, not read
+    onsetTiming: Any = None
+    onsetAge: Any = None
     onsetRange: Any = None
     onsetString: Any = None
+    onsetBoolean: Any = None
     bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
     extension: Annotated[
         list[Extension], reads(extensions={"histology_morphology_behavior": ("hcc",)})
@@ -66,7 +71,7 @@ def map_condition(resource: Condition, ctx: MapContext) -> None:
         ctx.skip(patient, f"{verification}_dropped", "verificationStatus")
         return
     recorded = ctx.date(resource.recordedDate, "recordedDate", patient)
-    onset = ctx.choice_date(resource, "onset", patient=patient)
+    onset = ctx.choice_date(resource, patient)
     ctx.contact(patient, recorded)
     day = onset or recorded
     code = resource.code

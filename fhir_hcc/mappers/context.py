@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir_hcc.dates import FhirDate, parse_date
 from fhir_hcc.facts import Collected, Fact
-from fhir_hcc.fhir.datatypes import CodeableConcept, Coding, Extension, Period, Reference, Resource
+from fhir_hcc.fhir.datatypes import (
+    DATED_SUFFIXES,
+    UNDATED_SUFFIXES,
+    CodeableConcept,
+    Coding,
+    Extension,
+    Period,
+    Reference,
+    Resource,
+)
 from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.fhir.types import RESOURCE_TYPES
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings, Match
-from fhir_hcc.sources import InputProblem, Origin, ProblemSink
+from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 
-# R4 choice-type suffixes that carry a date, in the order they are tried. R5 renamed some
-# elements (MedicationAdministration.occurence[x], Procedure.occurrence[x]); both are read.
-_DATE_SUFFIXES = ("DateTime", "Instant", "Period", "Date")
-_UNDATED_SUFFIXES = ("Timing", "Age", "Range", "String", "Boolean")
-_CHOICES = {
-    base: (
-        tuple(base + suffix for suffix in _DATE_SUFFIXES),
-        tuple(base + suffix for suffix in _UNDATED_SUFFIXES),
+
+@cache
+def _choice_names(base: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The element names of a choice, dated and undated, made once (the hot path tries them)."""
+    return (
+        tuple(base + suffix for suffix in DATED_SUFFIXES),
+        tuple(base + suffix for suffix in UNDATED_SUFFIXES),
     )
-    for base in ("effective", "occurence", "occurrence", "onset", "performed")
-}
 
 
 MapFunction = Callable[[Any, "MapContext"], None]
@@ -64,7 +71,7 @@ class MapContext:
         if function is not None:
             function(resource, self)
         elif resource_type not in RESOURCE_TYPES:
-            self.problem("resourceType", f"unknown resourceType {resource_type!r}")
+            self.problem("resourceType", "unknown resourceType")
 
     @property
     def ref(self) -> str:
@@ -90,10 +97,12 @@ class MapContext:
             )
         return parsed
 
-    def choice_date(self, resource: Resource, *bases: str, patient: str = "") -> FhirDate | None:
-        """The date of a choice element such as effective[x]: dateTime, instant or Period.start."""
+    def choice_date(self, resource: Resource, patient: str = "") -> FhirDate | None:
+        """The date of the resource's choice elements (its CHOICES, such as effective[x]):
+        dateTime, instant, Period.start or date, in that order; undated ones are noted."""
+        bases = resource.CHOICES
         for base in bases:
-            for field in _CHOICES[base][0]:
+            for field in _choice_names(base)[0]:
                 value = getattr(resource, field, None)
                 if value is None:
                     continue
@@ -101,7 +110,7 @@ class MapContext:
                     return self.date(value.start or value.end, f"{field}.start", patient)
                 return self.date(value, field, patient)
         for base in bases:
-            for field in _CHOICES[base][1]:
+            for field in _choice_names(base)[1]:
                 if getattr(resource, field, None) is not None:
                     if patient:
                         self.collected.note(
@@ -167,7 +176,9 @@ def all_codings(concepts: Iterable[CodeableConcept | None]) -> list[Coding]:
     return [coding for concept in concepts if concept is not None for coding in concept.coding]
 
 
-def status_code(concept: CodeableConcept | None) -> str | None:
+def status_code(concept: CodeableConcept | str | None) -> str | None:
+    if isinstance(concept, str):
+        return concept
     for coding in codings(concept):
         if coding.code:
             return coding.code

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from msgspec import Struct
 
-from fhir_hcc.fhir.datatypes import CodeableConcept, Period, Reference, Resource, reads
+from fhir_hcc.fhir.datatypes import (
+    CodeableConcept,
+    Period,
+    Reference,
+    Resource,
+    dated,
+    reads,
+)
 from fhir_hcc.mappers.context import MapContext, codings
 
 _DROPPED = {"entered-in-error", "cancelled"}
@@ -29,18 +36,24 @@ class Encounter(Resource, kw_only=True):
 
 
 class DiagnosticReport(Resource, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
-        "subject", "status", "code", "effectiveDateTime", "effectiveInstant", "effectivePeriod",
-        "effectiveDate", "conclusion",
+    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+        "subject", "status", "code", "conclusion",
     }  # fmt: skip
 
     subject: Reference | None = None
     status: str | None = None
     code: Annotated[CodeableConcept | None, reads("pathology")] = None
+    # effective[x]: when it was made
     effectiveDateTime: str | None = None
-    effectiveInstant: str | None = None  # not R4: read as written by some exporters
-    effectivePeriod: Period | None = None
+    effectiveInstant: str | None = None
     effectiveDate: str | None = None
+    effectivePeriod: Period | None = None
+    effectiveTiming: Any = None
+    effectiveAge: Any = None
+    effectiveRange: Any = None
+    effectiveString: Any = None
+    effectiveBoolean: Any = None
     conclusion: str | None = None
 
 
@@ -70,7 +83,7 @@ def map_diagnostic_report(resource: DiagnosticReport, ctx: MapContext) -> None:
     if resource.status in _DROPPED:
         ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
-    day = ctx.choice_date(resource, "effective", patient=patient)
+    day = ctx.choice_date(resource, patient)
     ctx.contact(patient, day)
     is_pathology = any(
         match.cls == "pathology_report"

@@ -7,11 +7,12 @@ R5 `medication` CodeableReference. Codes first, then the drug-name patterns.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from msgspec import Struct
 
 from fhir_hcc.dates import FhirDate
+from fhir_hcc.facts import Drugs
 from fhir_hcc.fhir.datatypes import (
     CodeableConcept,
     CodeableReference,
@@ -19,6 +20,7 @@ from fhir_hcc.fhir.datatypes import (
     Quantity,
     Reference,
     Resource,
+    dated,
     reads,
 )
 from fhir_hcc.fhir.references import parse_reference
@@ -59,6 +61,7 @@ class _MedicationUse(Resource, kw_only=True):
         "subject", "patient", "status", "medicationCodeableConcept", "medicationReference",
         "medication",
     }  # fmt: skip
+    CONTAINED: ClassVar[frozenset[str]] = frozenset({"Medication"})
 
     subject: Reference | None = None
     patient: Reference | None = None
@@ -70,14 +73,29 @@ class _MedicationUse(Resource, kw_only=True):
 
 
 class MedicationAdministration(_MedicationUse, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | {
-        "effectiveDateTime", "effectivePeriod", "occurenceDateTime", "occurencePeriod",
-    }  # fmt: skip
+    CHOICES: ClassVar[tuple[str, ...]] = ("effective", "occurence")
+    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | dated(*CHOICES)
 
+    # effective[x]: when it was given
     effectiveDateTime: str | None = None
+    effectiveInstant: str | None = None
+    effectiveDate: str | None = None
     effectivePeriod: Period | None = None
-    occurenceDateTime: str | None = None  # R5 (spelled so in R5)
+    effectiveTiming: Any = None
+    effectiveAge: Any = None
+    effectiveRange: Any = None
+    effectiveString: Any = None
+    effectiveBoolean: Any = None
+    # occurence[x]: its R5 name (spelled so in R5)
+    occurenceDateTime: str | None = None
+    occurenceInstant: str | None = None
+    occurenceDate: str | None = None
     occurencePeriod: Period | None = None
+    occurenceTiming: Any = None
+    occurenceAge: Any = None
+    occurenceRange: Any = None
+    occurenceString: Any = None
+    occurenceBoolean: Any = None
     dosage: Dosage | None = None
 
     @property
@@ -86,12 +104,19 @@ class MedicationAdministration(_MedicationUse, kw_only=True):
 
 
 class MedicationStatement(_MedicationUse, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | {
-        "effectiveDateTime", "effectivePeriod",
-    }  # fmt: skip
+    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
+    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | dated(*CHOICES)
 
+    # effective[x]: when it was taken
     effectiveDateTime: str | None = None
+    effectiveInstant: str | None = None
+    effectiveDate: str | None = None
     effectivePeriod: Period | None = None
+    effectiveTiming: Any = None
+    effectiveAge: Any = None
+    effectiveRange: Any = None
+    effectiveString: Any = None
+    effectiveBoolean: Any = None
     dosage: list[Dosage] = []
 
     @property
@@ -121,7 +146,7 @@ def map_medication_use(resource: MedicationUse, ctx: MapContext) -> None:
     if isinstance(resource, MedicationRequest):
         day = ctx.date(resource.authoredOn, "authoredOn", patient)
     else:
-        day = ctx.choice_date(resource, "effective", "occurence", patient=patient)
+        day = ctx.choice_date(resource, patient)
     status = resource.status
     if isinstance(resource, MedicationAdministration):
         ctx.contact(patient, day)
@@ -167,7 +192,8 @@ def _map_y90_as_medication(
 def map_medication(resource: Medication, ctx: MapContext) -> None:
     """A Medication resource: remember its drug classes for administrations referencing it."""
     if resource.id:
-        ctx.collected.medications[resource.id] = medication_classes(resource, ctx)
+        classes = medication_classes(resource, ctx)
+        ctx.collected.medications[resource.id] = Drugs(classes, ctx.reader.mended)
 
 
 def medication_classes(medication: Medication, ctx: MapContext) -> list[str]:

@@ -6,7 +6,6 @@ Observation costs one index lookup per coding and adds only its date as a contac
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any, ClassVar
 
 from fhir_hcc.dates import FhirDate
@@ -17,10 +16,11 @@ from fhir_hcc.fhir.datatypes import (
     Quantity,
     Reference,
     Resource,
+    dated,
     reads,
 )
 from fhir_hcc.mappers.context import MapContext, codings, extension_values
-from fhir_hcc.mappings import Mappings, Match
+from fhir_hcc.mappings import Match
 
 DROPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _OBSERVATION_CONCEPTS = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
@@ -29,9 +29,9 @@ _VALUE_CONCEPTS = ("results", "hepatitis_b", "death", "recurrence", "pathology",
 
 
 class Observation(Resource, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
-        "subject", "patient", "status", "code", "effectiveDateTime", "effectiveInstant",
-        "effectivePeriod", "effectiveDate", "valueCodeableConcept", "valueQuantity",
+    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+        "subject", "patient", "status", "code", "valueCodeableConcept", "valueQuantity",
         "valueString", "interpretation",
     }  # fmt: skip
 
@@ -39,11 +39,16 @@ class Observation(Resource, kw_only=True):
     patient: Reference | None = None
     status: str | None = None
     code: Annotated[CodeableConcept | None, reads(*_OBSERVATION_CONCEPTS)] = None
+    # effective[x]: when it was made
     effectiveDateTime: str | None = None
     effectiveInstant: str | None = None
+    effectiveDate: str | None = None
     effectivePeriod: Period | None = None
-    effectiveDate: str | None = None  # not R4: read as written by some exporters
-    effectiveTiming: Any = None  # undated: noted, not read
+    effectiveTiming: Any = None
+    effectiveAge: Any = None
+    effectiveRange: Any = None
+    effectiveString: Any = None
+    effectiveBoolean: Any = None
     valueCodeableConcept: Annotated[
         CodeableConcept | None, reads(*_VALUE_CONCEPTS, detail=True)
     ] = None
@@ -57,12 +62,12 @@ def map_observation(resource: Observation, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
-    day = ctx.choice_date(resource, "effective", patient=patient)
+    day = ctx.choice_date(resource, patient)
     if resource.status in DROPPED_STATUSES:
         ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
     ctx.contact(patient, day)
-    index = observation_index(ctx.mappings)
+    index = ctx.mappings.index(_OBSERVATION_CONCEPTS)
     normalise = ctx.mappings.normalise
     for coding in codings(resource.code):
         for match in index.get(normalise(coding.system, coding.code), ()):
@@ -71,11 +76,6 @@ def map_observation(resource: Observation, ctx: MapContext) -> None:
     value = resource.valueCodeableConcept
     if value is not None:
         _map_coded_value(patient, value, day, ctx)
-
-
-@cache
-def observation_index(mappings: Mappings) -> dict[tuple[str, str], list[Match]]:
-    return mappings.index(_OBSERVATION_CONCEPTS)
 
 
 def _map_hbv(

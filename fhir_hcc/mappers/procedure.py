@@ -12,6 +12,7 @@ from fhir_hcc.fhir.datatypes import (
     Period,
     Reference,
     Resource,
+    dated,
     reads,
 )
 from fhir_hcc.mappers.context import (
@@ -43,27 +44,35 @@ _KINDS = {  # resection.toml class -> fact kind
 
 
 class Procedure(Resource, kw_only=True):
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | {
-        "subject", "patient", "status", "code", "performedDateTime", "performedInstant",
-        "performedPeriod", "performedDate", "occurrenceDateTime", "occurrenceInstant",
-        "occurrencePeriod", "occurrenceDate",
+    CHOICES: ClassVar[tuple[str, ...]] = ("performed", "occurrence")
+    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+        "subject", "patient", "status", "code",
     }  # fmt: skip
 
     subject: Reference | None = None
     patient: Reference | None = None
     status: str | None = None
     code: Annotated[CodeableConcept | None, reads("resection", "y90", "transplant")] = None
+    # performed[x]: when it was done
     performedDateTime: str | None = None
-    performedInstant: str | None = None  # not R4: read as written by some exporters
+    performedInstant: str | None = None
+    performedDate: str | None = None
     performedPeriod: Period | None = None
-    performedDate: str | None = None  # not R4
-    occurrenceDateTime: str | None = None  # R5 occurrence[x]
-    occurrenceInstant: str | None = None
-    occurrencePeriod: Period | None = None
-    occurrenceDate: str | None = None
-    performedString: Any = None  # undated choices: noted, not read
+    performedTiming: Any = None
     performedAge: Any = None
     performedRange: Any = None
+    performedString: Any = None
+    performedBoolean: Any = None
+    # occurrence[x]: its R5 name
+    occurrenceDateTime: str | None = None
+    occurrenceInstant: str | None = None
+    occurrenceDate: str | None = None
+    occurrencePeriod: Period | None = None
+    occurrenceTiming: Any = None
+    occurrenceAge: Any = None
+    occurrenceRange: Any = None
+    occurrenceString: Any = None
+    occurrenceBoolean: Any = None
     bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
     extension: list[Extension] = []  # mCODE radiotherapy modality and technique
 
@@ -73,7 +82,7 @@ def map_procedure(resource: Procedure, ctx: MapContext) -> None:
     if patient is None:
         return
     status = resource.status
-    day = ctx.choice_date(resource, "performed", "occurrence", patient=patient)
+    day = ctx.choice_date(resource, patient)
     if status == "entered-in-error":
         ctx.skip(patient, "entered-in-error_dropped", "status")
         return

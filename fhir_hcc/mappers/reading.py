@@ -16,9 +16,9 @@ import msgspec
 import orjson
 
 from fhir_hcc.fhir.datatypes import Resource
-from fhir_hcc.fhir.references import subject_of
+from fhir_hcc.fhir.references import label, shown_type, subject_of
 from fhir_hcc.fhir.shape import decoder, mend
-from fhir_hcc.sources import InputProblem, Origin, ProblemSink
+from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 
 # What a JSON decoder raises on text that is not JSON it can read: bad syntax or NaN literals,
 # invalid UTF-8, nesting deeper than the interpreter allows.
@@ -34,6 +34,7 @@ class _Head(msgspec.Struct):
 
 
 _decode_head = msgspec.json.Decoder(_Head).decode
+_BUNDLE_ON_A_LINE = "a Bundle on one NDJSON line (one resource a line): its entries are not read"
 
 
 class Reader:
@@ -42,10 +43,12 @@ class Reader:
     def __init__(self, schemas: Mapping[str, type[Resource]], sink: ProblemSink) -> None:
         self.schemas = schemas
         self.sink = sink  # every problem, with file, line, Type/id and path
+        self.mended = False  # whether the last resource read had malformed elements
         self._decoders = {name.encode(): (name, decoder(s)) for name, s in schemas.items()}
 
     def read(self, line: bytes, origin: Origin) -> Resource | None:
         """The resource of one item; None (with the problem reported) when it cannot be used."""
+        self.mended = False
         if not line.isascii() and not _is_utf8(line):  # the decoder skips unread text unchecked
             self.sink(InputProblem(origin, None, None, _malformed(line, UnicodeDecodeError)))
             return None
@@ -77,16 +80,23 @@ class Reader:
         if not isinstance(resource_id, str):
             resource_id = None
         if not isinstance(resource_type, str) or not resource_type:
-            ref = f"?/{resource_id}" if resource_id else None
+            ref = label(None, resource_id) if resource_id else None
             self.sink(InputProblem(origin, ref, "resourceType", "missing resourceType"))
+            return None
+        if resource_type == "Bundle":  # files' Bundles are read entry by entry before this
+            ref = label("Bundle", resource_id)
+            self.sink(InputProblem(origin, ref, None, _BUNDLE_ON_A_LINE))
             return None
         found = self._decoders.get(resource_type.encode())
         if found is None:  # a type no mapper reads: counted by its type, never built
-            return Resource(resourceType=resource_type, id=resource_id)
+            return Resource(resourceType=shown_type(resource_type), id=resource_id)
         try:
             return found[1](line)
         except msgspec.ValidationError:
             return self._mended(line, resource_type, origin)
+        except MALFORMED as error:
+            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            return None
 
     def _mended(self, line: bytes, name: str, origin: Origin) -> Resource | None:
         try:
@@ -98,8 +108,9 @@ class Reader:
             self.sink(InputProblem(origin, None, None, "not a JSON object"))
             return None
         patient = _patient_of(data)
-        ref = _reference(name, data)
+        ref = label(name, data.get("id"))
         decoded = mend(data, self.schemas[name])
+        self.mended = bool(decoded.faults)
         for fault in decoded.faults:
             message = fault.message
             if fault is decoded.dropped_by:
@@ -121,11 +132,6 @@ def _patient_of(data: dict[str, Any]) -> str | None:
         return data["id"] if isinstance(data.get("id"), str) else None
     target = subject_of(data)
     return target.id if target is not None else None
-
-
-def _reference(name: str, data: dict[str, Any]) -> str:
-    resource_id = data.get("id")
-    return f"{name}/{resource_id if isinstance(resource_id, str) and resource_id else '?'}"
 
 
 def _malformed(line: bytes, error: Exception | type[Exception]) -> str:

@@ -43,7 +43,7 @@ import httpx
 
 from fhir_hcc.errors import ConfigError, FhirHccError
 from fhir_hcc.fhir import capability as capabilities
-from fhir_hcc.fhir.references import Reference, parse_reference, subject_of
+from fhir_hcc.fhir.references import Target, parse_reference, subject_of
 from fhir_hcc.fhir.types import FETCHED_BY_ID, PATIENT_TYPES
 from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import code_lists, pack, token
@@ -223,7 +223,7 @@ class Plan:
     def changed_since(self, since: str | None) -> Params:
         return [("_lastUpdated", f"{self.profile.last_updated_prefix}{since}")] if since else []
 
-    def is_local(self, reference: Reference) -> bool:
+    def is_local(self, reference: Target) -> bool:
         """Relative, or absolute on this server (another server's resources are not pulled)."""
         return reference.base in ("", self.client.base_url)
 

@@ -43,7 +43,7 @@ from fhir_hcc.cohort.build import (
 from fhir_hcc.cohort.derive import PatientResult
 from fhir_hcc.config import CohortConfig, load_config
 from fhir_hcc.contract import COLUMN_TYPES
-from fhir_hcc.facts import Collected, Note
+from fhir_hcc.facts import Collected, Drugs, Note
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.sources import InputProblem
 from fhir_hcc.spark.reading import Input, in_reading_order, read_input, segments, shift_lines
@@ -210,7 +210,7 @@ class _Totals:
     links: list[tuple[str, str]] = field(default_factory=list)
 
     @property
-    def medications(self) -> dict[str, list[str]]:
+    def medications(self) -> dict[str, Drugs]:
         return self.collected.medications
 
 
@@ -237,7 +237,7 @@ def _totals(mapped: DataFrame, found: Input) -> _Totals:
 
 # What every group of patients needs from the whole run: the Medication map, and the input
 # problems of each patient's own resources (their rows are flagged).
-_Shared = tuple[dict[str, list[str]], dict[str, list[InputProblem]]]
+_Shared = tuple[dict[str, Drugs], dict[str, list[InputProblem]]]
 
 
 def _problems_by_patient(collected: Collected) -> dict[str, list[InputProblem]]:
