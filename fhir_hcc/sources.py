@@ -20,6 +20,7 @@ import msgspec
 from fhir_hcc.fhir.ndjson import SUFFIXES as NDJSON_SUFFIXES
 from fhir_hcc.fhir.ndjson import Lines, UnreadableFile, is_ndjson
 from fhir_hcc.fhir.references import label
+from fhir_hcc.fhir.shape import malformed_json
 from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 
 Item = tuple[bytes, Origin]  # a resource's JSON text, and where it was read
@@ -243,7 +244,7 @@ def _document(text: bytes, location: str, number: int | None, sink: ProblemSink)
         sink(InputProblem(origin, None, None, "not a JSON object"))
         return
     except _UNREADABLE as error:
-        sink(InputProblem(origin, None, None, _unreadable(error)))
+        sink(InputProblem(origin, None, None, malformed_json(text, error)))
         return
     if not isinstance(shell.resourceType, str) or not shell.resourceType:
         ref = label(None, shell.id) if isinstance(shell.id, str) else None
@@ -293,13 +294,14 @@ def _with_local_references(
 ) -> Iterator[Item]:
     """The entry's resource with `urn:uuid:` and absolute references to other entries made
     `Type/id` (and an id from its fullUrl when it has none)."""
+    text = entry.resource_text or b""
     try:
-        resource = msgspec.json.decode(entry.resource_text or b"")
+        resource = msgspec.json.decode(text)
     except msgspec.ValidationError:  # a number out of range
         sink(InputProblem(origin, None, None, "malformed JSON (number out of range)"))
         return
     except _UNREADABLE as error:
-        sink(InputProblem(origin, None, None, _unreadable(error)))
+        sink(InputProblem(origin, None, None, malformed_json(text, error)))
         return
     if not isinstance(resource, dict):
         sink(InputProblem(origin, None, None, "not a JSON object"))
@@ -308,14 +310,6 @@ def _with_local_references(
         resource["id"] = aliases[entry.fullUrl].split("/", 1)[1]
     _rewrite_references(resource, aliases)
     yield from _document(msgspec.json.encode(resource), origin.location, origin.line, sink)
-
-
-def _unreadable(error: Exception) -> str:
-    if isinstance(error, RecursionError):
-        return "malformed JSON (nested too deeply)"
-    if isinstance(error, UnicodeDecodeError):
-        return "malformed JSON (not UTF-8)"
-    return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"
 
 
 def _entry_aliases(entries: list[_Shell | None]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import msgspec
+import orjson
 
 from fhir_hcc.fhir.datatypes import Resource
 
@@ -145,3 +146,17 @@ def _describe(types: str) -> str:
     names = [_JSON_TYPES.get(name.strip(), name.strip()) for name in types.split("|")]
     names = [name for name in names if name != "null"] or ["null"]
     return " or ".join(dict.fromkeys(names))
+
+
+def malformed_json(line: bytes, error: Exception | type[Exception]) -> str:
+    """The reason in orjson's words, which name the fault ("unexpected end of data"), judged
+    without the line end: a line cut inside a string reads the same whether its newline follows
+    or not (orjson would call the newline a control character), as readers that drop line ends
+    (Spark's text source) hand it over."""
+    if isinstance(error, RecursionError):  # before orjson, which would parse it again
+        return "malformed JSON (nested too deeply)"
+    try:
+        orjson.loads(line.rstrip(b"\r\n"))
+    except orjson.JSONDecodeError as described:
+        return f"malformed JSON ({described.msg})"
+    return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"

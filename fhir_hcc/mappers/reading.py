@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 
 from fhir_hcc.fhir.datatypes import Resource
 from fhir_hcc.fhir.references import label, shown_type, subject_of
-from fhir_hcc.fhir.shape import decoder, mend
+from fhir_hcc.fhir.shape import decoder, malformed_json, mend
 from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 
 # What a JSON decoder raises on text that is not JSON it can read: bad syntax or NaN literals,
@@ -50,7 +49,7 @@ class Reader:
         """The resource of one item; None (with the problem reported) when it cannot be used."""
         self.mended = False
         if not line.isascii() and not _is_utf8(line):  # the decoder skips unread text unchecked
-            self.sink(InputProblem(origin, None, None, _malformed(line, UnicodeDecodeError)))
+            self.sink(InputProblem(origin, None, None, malformed_json(line, UnicodeDecodeError)))
             return None
         if line.startswith(_PREFIX):
             found = self._decoders.get(line[17 : line.find(b'"', 17)])
@@ -61,7 +60,7 @@ class Reader:
                 except msgspec.ValidationError:
                     return self._mended(line, name, origin)
                 except MALFORMED as error:
-                    self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+                    self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
                     return None
                 if resource.resourceType == name:
                     return resource
@@ -74,7 +73,7 @@ class Reader:
             self.sink(InputProblem(origin, None, None, "not a JSON object"))
             return None
         except MALFORMED as error:
-            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
             return None
         resource_type, resource_id = head.resourceType, head.id
         if not isinstance(resource_id, str):
@@ -95,14 +94,14 @@ class Reader:
         except msgspec.ValidationError:
             return self._mended(line, resource_type, origin)
         except MALFORMED as error:
-            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
             return None
 
     def _mended(self, line: bytes, name: str, origin: Origin) -> Resource | None:
         try:
             data = msgspec.json.decode(line)
         except MALFORMED as error:
-            self.sink(InputProblem(origin, None, None, _malformed(line, error)))
+            self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
             return None
         if not isinstance(data, dict):
             self.sink(InputProblem(origin, None, None, "not a JSON object"))
@@ -132,17 +131,3 @@ def _patient_of(data: dict[str, Any]) -> str | None:
         return data["id"] if isinstance(data.get("id"), str) else None
     target = subject_of(data)
     return target.id if target is not None else None
-
-
-def _malformed(line: bytes, error: Exception | type[Exception]) -> str:
-    """The reason in orjson's words, which name the fault ("unexpected end of data"), judged
-    without the line end: a line cut inside a string reads the same whether its newline follows
-    or not (orjson would call the newline a control character), as readers that drop line ends
-    (Spark's text source) hand it over."""
-    if isinstance(error, RecursionError):  # before orjson, which would parse it again
-        return "malformed JSON (nested too deeply)"
-    try:
-        orjson.loads(line.rstrip(b"\r\n"))
-    except orjson.JSONDecodeError as described:
-        return f"malformed JSON ({described.msg})"
-    return f"malformed JSON ({str(error).removeprefix('JSON is malformed: ')})"

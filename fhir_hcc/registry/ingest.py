@@ -9,7 +9,8 @@ how deletions are found on servers that do not report them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from hashlib import blake2b
@@ -20,7 +21,7 @@ import msgspec
 
 from fhir_hcc.errors import InputError
 from fhir_hcc.fhir.ndjson import UnreadableFile, read_lines
-from fhir_hcc.fhir.references import parse_reference
+from fhir_hcc.fhir.references import label, parse_reference
 from fhir_hcc.registry.store import Registry, Row
 
 BATCH = 5000
@@ -44,6 +45,9 @@ class _Keys(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(_Keys)
+# Besides msgspec's own errors: invalid UTF-8, nesting deeper than the interpreter allows.
+_UNREADABLE = (UnicodeDecodeError, RecursionError)
+log = logging.getLogger(__name__)
 _NO_META = _Meta()
 _NO_REFERENCE = _Reference()
 
@@ -55,6 +59,7 @@ class TypeCounts:
     changed: int = 0
     unchanged: int = 0
     deleted: int = 0
+    skipped: int = 0  # lines not stored: not a resource of the file's type, or a repeated id
 
     def add(self, other: TypeCounts) -> None:
         for name in vars(self):
@@ -65,6 +70,7 @@ class TypeCounts:
 class IngestResult:
     counts: dict[str, TypeCounts] = field(default_factory=dict)
     new_patients: set[str] = field(default_factory=set)  # Patient resources not known before
+    problems: list[str] = field(default_factory=list)  # file:line and what; never a value
 
     def of(self, resource_type: str) -> TypeCounts:
         return self.counts.setdefault(resource_type, TypeCounts())
@@ -102,7 +108,7 @@ def ingest(
     for resource_type, paths in sorted(files.items()):
         counts = result.of(resource_type)
         ledger = registry.hashes(resource_type) if complete else None
-        for batch in _batches(paths, resource_type):
+        for batch in _batches(paths, resource_type, counts, result.problems):
             known = ledger if ledger is not None else registry.hashes(resource_type, batch)
             _write_batch(registry, run_id, batch, known, counts, result)
         if ledger:
@@ -139,11 +145,21 @@ def _write_batch(
     counts.changed += len(changed_rows)
 
 
-def _batches(paths: list[Path], resource_type: str) -> Iterator[list[Row]]:
+def _batches(
+    paths: list[Path], resource_type: str, counts: TypeCounts, problems: list[str]
+) -> Iterator[list[Row]]:
     """Rows in batches, parsed in this process. Measured slower, both: a parsing thread beside
     SQLite's writes (each row's bind waited for the GIL the parser held) and a parsing process
-    (the pickled batches through a pipe cost the writer almost what the parse did)."""
-    rows = _rows(paths, resource_type)
+    (the pickled batches through a pipe cost the writer almost what the parse did).
+
+    A line that cannot be stored costs that line only: skipped, counted and named."""
+
+    def skip(problem: str) -> None:
+        log.warning("%s", problem)
+        counts.skipped += 1
+        problems.append(problem)
+
+    rows = _rows(paths, resource_type, skip)
     while batch := list(islice(rows, BATCH)):
         yield batch
 
@@ -161,24 +177,28 @@ def apply_deletions(
     return result
 
 
-def _rows(paths: list[Path], resource_type: str) -> Iterator[Row]:
+def _rows(paths: list[Path], resource_type: str, skip: Callable[[str], None]) -> Iterator[Row]:
     """The rows of the files, each line skimmed for its keys and hashed (one loop: this is the
-    CPU-bound half of a sync)."""
+    CPU-bound half of a sync). An id is stored once: an export may repeat one, and the first
+    copy is kept."""
+    seen: set[str] = set()
     for path in paths:
         try:
             for number, raw in read_lines(path):
                 line = raw.rstrip(b"\r\n")
                 try:
                     keys = _DECODER.decode(line)
-                except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                    raise InputError(
-                        f"{path.name}:{number}: not a FHIR resource ({error})"
-                    ) from None
+                except (msgspec.DecodeError, msgspec.ValidationError, *_UNREADABLE):
+                    skip(f"{path.name}:{number}: not a FHIR resource: not stored")
+                    continue
                 if keys.resourceType != resource_type or not keys.id:
-                    found = f"{keys.resourceType or '?'}/{keys.id or '?'}"
-                    raise InputError(
-                        f"{path.name}:{number}: {found} in the {resource_type} file (or no id)"
-                    )
+                    found = label(keys.resourceType, keys.id)
+                    skip(f"{path.name}:{number}: {found} in the {resource_type} file: not stored")
+                    continue
+                if keys.id in seen:
+                    skip(f"{path.name}:{number}: {label(resource_type, keys.id)}: a second copy")
+                    continue
+                seen.add(keys.id)
                 meta = keys.meta or _NO_META
                 yield Row(
                     resource_type,

@@ -351,6 +351,8 @@ class _Run:
             message += "; searches do not see deletions (a `search` run finds them)"
         if self.left:
             message += f"; {len(self.left)} patients left the case list"
+        if result.problems:
+            message += f"; {len(result.problems)} lines not stored, first: {result.problems[0]}"
         if self.pending:
             message += "; wrote the export of an interrupted run"
         elif manifest.get("resumed"):

@@ -181,7 +181,14 @@ def test_next_sync_picks_up_exactly_what_changed(own_server, tmp_path):
     fourth = sync_once(own_server, registry, mode="incremental")
     assert fourth["mode"] == "incremental" and fourth["since"] == third["transaction_time"]
     assert fourth["counts"] == {
-        "Patient": {"received": 1, "new": 0, "changed": 1, "unchanged": 0, "deleted": 0}
+        "Patient": {
+            "received": 1,
+            "new": 0,
+            "changed": 1,
+            "unchanged": 0,
+            "deleted": 0,
+            "skipped": 0,
+        }
     }
 
 
@@ -206,7 +213,7 @@ def test_incremental_sync_back_fills_a_patient_new_to_the_registry(own_server, t
     # The delta holds only the Patient (new here); the search back-fill brings it again
     # (unchanged) with the rest of P05's history.
     assert second["counts"]["Patient"] == {
-        "received": 2, "new": 1, "changed": 0, "unchanged": 1, "deleted": 0
+        "received": 2, "new": 1, "changed": 0, "unchanged": 1, "deleted": 0, "skipped": 0
     }  # fmt: skip
     # All of a patient's resources of these types are searched (Observations: mapped codes only).
     for kind in ("Condition", "Procedure", "MedicationAdministration", "Encounter"):
@@ -239,7 +246,7 @@ def test_search_incremental_sync_fetches_changes_and_whole_new_patients(own_serv
     assert second["since"] == first["transaction_time"].replace("+00:00", "Z")
     assert "searches do not see deletions" in second["message"]
     assert second["counts"]["Patient"] == {
-        "received": 2, "new": 1, "changed": 1, "unchanged": 0, "deleted": 0
+        "received": 2, "new": 1, "changed": 1, "unchanged": 0, "deleted": 0, "skipped": 0
     }  # fmt: skip
     with Registry(registry) as opened:
         whole_history = opened.db.execute(

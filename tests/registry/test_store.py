@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from fhir_hcc.cohort import build_cohort
-from fhir_hcc.errors import InputError
 from fhir_hcc.registry import (
     Registry,
     RegistryBusyError,
@@ -75,7 +74,7 @@ def test_first_ingest_stores_keys_hash_and_exact_json(registry, tmp_path):
     files = write(tmp_path / "a", [patient("p1", gender="male"), condition("c1", "p1")])
     result = run_ingest(registry, new_run(registry), files)
     assert result.record()["Patient"] == {
-        "received": 1, "new": 1, "changed": 0, "unchanged": 0, "deleted": 0
+        "received": 1, "new": 1, "changed": 0, "unchanged": 0, "deleted": 0, "skipped": 0
     }  # fmt: skip
     assert result.new_patients == {"p1"}
     row = registry.db.execute(
@@ -138,15 +137,23 @@ def test_rolled_back_run_leaves_the_previous_state(registry, tmp_path):
     assert registry.versions() == 1
 
 
-def test_bad_line_names_file_line_and_resource(registry, tmp_path):
+def test_a_bad_line_costs_only_itself_counted_and_named(registry, tmp_path):
+    """A line of another type, a line that is not JSON and a repeated id are skipped and named
+    by file and line; the rest of the run is stored (issue 10: one bad line, not the night)."""
     folder = tmp_path / "a"
-    files = write(folder, [patient("p1")])
+    files = write(folder, [patient("p1"), patient("p2")])
     with files["Patient"][0].open("ab") as handle:
         handle.write(orjson.dumps(condition("c1", "p1")) + b"\n")
-    run_id = new_run(registry)
-    registry.begin(run_id)
-    with pytest.raises(InputError, match=r"Patient\.ndjson:2: Condition/c1 in the Patient file"):
-        ingest(registry, run_id, files, complete=True)
+        handle.write(b'{"resourceType": "Patient", "id": "p3", "name": [{"family": "Sm\n')
+        handle.write(orjson.dumps(patient("p1", gender="male")) + b"\n")
+    result = run_ingest(registry, new_run(registry), files)
+    assert result.of("Patient").new == 2 and result.of("Patient").skipped == 3
+    assert result.problems == [
+        "Patient.ndjson:3: Condition/c1 in the Patient file: not stored",
+        "Patient.ndjson:4: not a FHIR resource: not stored",
+        "Patient.ndjson:5: Patient/p1: a second copy",
+    ]
+    assert "Sm" not in "".join(result.problems)  # names lines, never values
 
 
 def test_a_started_run_left_running_is_marked_interrupted(registry):
