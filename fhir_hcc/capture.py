@@ -36,7 +36,7 @@ import orjson
 
 from fhir_hcc.errors import ConfigError, FhirHccError
 from fhir_hcc.fhir.ndjson import read_lines
-from fhir_hcc.fhir.references import Target, parse_reference, subject_of
+from fhir_hcc.fhir.references import Target, parse_reference, subject_of, target_of
 from fhir_hcc.fhir.types import COHORT_TYPES
 from fhir_hcc.mappings import load_mappings
 from fhir_hcc.server.auth import Credentials
@@ -156,7 +156,7 @@ class Deidentifier:
                 value = self._value(key, value, shift)
                 if value not in (None, {}, []):
                     cleaned[key] = value
-        if resource_type in _PEOPLE:
+        if isinstance(resource_type, str) and resource_type in _PEOPLE:
             cleaned.pop("name", None)
             _drop_free_text_extensions(cleaned)
         return cleaned
@@ -194,7 +194,10 @@ def _removed(key: str, value: Any, node: dict[str, Any]) -> bool:
 def _drop_free_text_extensions(person: dict[str, Any]) -> None:
     """A person's extensions in free text (a maiden name, a birth place) may identify them."""
     for key in ("extension", "modifierExtension"):
-        kept = [e for e in person.get(key, []) if not _FREE_TEXT.search(orjson.dumps(e))]
+        listed = person.get(key)
+        # Not a list, they cannot be told apart: none is kept.
+        listed = listed if isinstance(listed, list) else []
+        kept = [e for e in listed if not _FREE_TEXT.search(orjson.dumps(e))]
         if kept:
             person[key] = kept
         else:
@@ -301,8 +304,7 @@ def _resources_of(patients: Sequence[str], pulled: list[dict[str, Any]]) -> list
 def _medication_ids(resources: Iterable[dict[str, Any]]) -> set[str]:
     ids = set()
     for resource in resources:
-        reference = (resource.get("medicationReference") or {}).get("reference")
-        target = parse_reference(reference) if isinstance(reference, str) else None
+        target = target_of(resource.get("medicationReference"))
         if target is not None and target.type == "Medication":
             ids.add(target.id)
     return ids

@@ -49,22 +49,24 @@ def identity(capability: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list element, whatever the server sent (a statement is not checked)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _server_rest(capability: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rests = capability.get("rest")
-    if not isinstance(rests, list):
-        return []
     return [
-        rest for rest in rests if isinstance(rest, dict) and rest.get("mode", "server") == "server"
+        rest for rest in _objects(capability.get("rest")) if rest.get("mode", "server") == "server"
     ]
 
 
 def resources(capability: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The `rest.resource` entries by type."""
     return {
-        str(resource.get("type")): resource
+        resource["type"]: resource
         for rest in _server_rest(capability)
-        for resource in rest.get("resource") or []
-        if isinstance(resource, dict) and resource.get("type")
+        for resource in _objects(rest.get("resource"))
+        if isinstance(resource.get("type"), str) and resource["type"]
     }
 
 
@@ -76,8 +78,8 @@ def lists_resources(capability: Mapping[str, Any]) -> bool:
 def search_parameters(capability: Mapping[str, Any], resource_type: str) -> set[str]:
     """The search parameters listed for `resource_type` (`_id` is common to all resources)."""
     entry = resources(capability).get(resource_type, {})
-    names = {p.get("name") for p in entry.get("searchParam") or [] if isinstance(p, dict)}
-    return {str(name) for name in names if name} | {"_id"}
+    names = [p.get("name") for p in _objects(entry.get("searchParam"))]
+    return {name for name in names if isinstance(name, str) and name} | {"_id"}
 
 
 def searchable(capability: Mapping[str, Any], resource_type: str) -> bool:
@@ -88,7 +90,7 @@ def searchable(capability: Mapping[str, Any], resource_type: str) -> bool:
     entry = resources(capability).get(resource_type)
     if entry is None:
         return False
-    interactions = [i.get("code") for i in entry.get("interaction") or [] if isinstance(i, dict)]
+    interactions = [i.get("code") for i in _objects(entry.get("interaction"))]
     return not interactions or "search-type" in interactions
 
 
@@ -98,11 +100,11 @@ def export_levels(capability: Mapping[str, Any]) -> tuple[str, ...]:
     system-level `export` whose definition names the level (`patient-export`, `group-export`)."""
     levels: set[str] = set()
     for rest in _server_rest(capability):
-        for operation in rest.get("operation") or []:
+        for operation in _objects(rest.get("operation")):
             levels |= _levels_of(operation, "system")
     for name, entry in resources(capability).items():
         if name in ("Patient", "Group"):
-            for operation in entry.get("operation") or []:
+            for operation in _objects(entry.get("operation")):
                 levels |= _levels_of(operation, name)
     return tuple(level for level in EXPORT_LEVELS if level in levels)
 

@@ -56,6 +56,13 @@ def _parse(text: str) -> Target | None:
     return Target(parts[-2], parts[-1], "/".join(parts[:-2]))
 
 
+def target_of(element: Any) -> Target | None:
+    """The target of a Reference element (a JSON object with a `reference` string), whatever
+    shape the element has; None when it names nothing."""
+    text = element.get("reference") if isinstance(element, Mapping) else None
+    return parse_reference(text) if isinstance(text, str) else None
+
+
 def subject_of(resource: Mapping[str, Any], *fields: str) -> Target | None:
     """The Patient a resource belongs to, through the first of `fields` that is present
     (default `subject`, then `patient`); None when it names no Patient."""
@@ -63,8 +70,7 @@ def subject_of(resource: Mapping[str, Any], *fields: str) -> Target | None:
         value = resource.get(field)
         if value is None:
             continue
-        text = value.get("reference") if isinstance(value, Mapping) else None
-        target = parse_reference(text) if isinstance(text, str) else None
+        target = target_of(value)
         return target if target is not None and target.type == "Patient" else None
     return None
 

@@ -348,15 +348,23 @@ def status_error(status: int, body: Any, what: str) -> Exception:
     return ServerUnreachableError(message)
 
 
+def outcome_issues(outcome: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issues of an OperationOutcome that are objects, whatever shape `issue` has."""
+    listed = outcome.get("issue")
+    return [item for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
+
+
 def outcome_summary(body: Any) -> str:
     """The first issue of an OperationOutcome as `severity code: diagnostics`, shortened."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return ""
-    issues = [issue for issue in body.get("issue", []) if isinstance(issue, dict)]
+    issues = outcome_issues(body)
     if not issues:
         return "OperationOutcome without issues"
     issue = issues[0]
-    text = issue.get("diagnostics") or issue.get("details", {}).get("text") or ""
+    details = issue.get("details")
+    text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else "")
+    text = text if isinstance(text, str) else ""
     summary = f"{issue.get('severity', '?')} {issue.get('code', '?')}: {text}".strip(": ")
     return summary if len(summary) <= 200 else summary[:197] + "..."
 

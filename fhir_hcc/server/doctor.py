@@ -127,12 +127,16 @@ def _read_capabilities(preflight: Preflight, capability: dict[str, Any]) -> None
         return
     preflight.fhir_version = capabilities.fhir_version(capability)
     preflight.software = capabilities.software(capability)
-    preflight.formats = [str(f) for f in capability.get("format", [])]
+    formats = capability.get("format")
+    preflight.formats = (
+        [f for f in formats if isinstance(f, str)] if isinstance(formats, list) else []
+    )
     resources = capabilities.resources(capability)
     for name in COHORT_TYPES:
         listed = capabilities.search_parameters(capability, name)
         missing = [p for p in needed_parameters(name) if p not in listed]
-        includes = len(resources.get(name, {}).get("searchInclude", []))
+        listed_includes = resources.get(name, {}).get("searchInclude")
+        includes = len(listed_includes) if isinstance(listed_includes, list) else 0
         preflight.types.append(TypeSupport(name, name in resources, missing, includes))
     preflight.export = capabilities.export_levels(capability)
 

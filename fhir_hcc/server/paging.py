@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from fhir_hcc.server.client import FhirClient, Params, outcome_summary
+from fhir_hcc.server.client import FhirClient, Params, outcome_issues, outcome_summary
 from fhir_hcc.server.errors import (
     AuthError,
     IncompleteDataError,
@@ -179,7 +179,9 @@ def _take_entry(
     resource = entry.get("resource") if isinstance(entry, dict) else None
     if not isinstance(resource, dict):
         raise IncompleteDataError(f"{where}: a Bundle entry has no resource")
-    mode = (entry.get("search") or {}).get("mode", "match")
+    search = entry.get("search")
+    mode = search.get("mode", "match") if isinstance(search, dict) else "match"
+    mode = mode if isinstance(mode, str) else "match"
     if mode == "outcome" or resource.get("resourceType") == "OperationOutcome":
         _surface_outcome(resource, where, result)
         return
@@ -199,7 +201,7 @@ def _take_entry(
 
 
 def _surface_outcome(outcome: dict[str, Any], where: str, result: SearchResult) -> None:
-    issues = [issue for issue in outcome.get("issue", []) if isinstance(issue, dict)]
+    issues = outcome_issues(outcome)
     if any(issue.get("severity") in ERROR_SEVERITIES for issue in issues):
         raise IncompleteDataError(f"{where}: the server reported {outcome_summary(outcome)}")
     warning = f"{where}: {outcome_summary(outcome)}"
@@ -209,7 +211,11 @@ def _surface_outcome(outcome: dict[str, Any], where: str, result: SearchResult) 
 
 def next_link(bundle: dict[str, Any], base_url: str) -> str | None:
     """The absolute URL of `link[relation=next]`; FHIR resolves relative URLs against the base."""
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return urljoin(f"{base_url}/", link["url"])
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if not isinstance(link, dict) or link.get("relation") != "next":
+            continue
+        url = link.get("url")
+        if isinstance(url, str) and url:
+            return urljoin(f"{base_url}/", url)
     return None

@@ -43,7 +43,7 @@ import httpx
 
 from fhir_hcc.errors import ConfigError, FhirHccError
 from fhir_hcc.fhir import capability as capabilities
-from fhir_hcc.fhir.references import Target, parse_reference, subject_of
+from fhir_hcc.fhir.references import Target, label, parse_reference, subject_of, target_of
 from fhir_hcc.fhir.types import FETCHED_BY_ID, PATIENT_TYPES
 from fhir_hcc.server.auth import Credentials
 from fhir_hcc.server.batching import code_lists, pack, token
@@ -376,9 +376,11 @@ class Puller:
             raise IncompleteDataError(f"GET Group/{group_id}: the server did not return a Group")
         members: dict[str, int] = {}
         skipped = 0
-        for number, member in enumerate(group.get("member") or [], start=1):
-            reference = (member.get("entity") or {}).get("reference")
-            target = parse_reference(reference) if isinstance(reference, str) else None
+        members_listed = group.get("member")
+        listed = members_listed if isinstance(members_listed, list) else []
+        for number, member in enumerate(listed, start=1):
+            member = member if isinstance(member, dict) else {}
+            target = target_of(member.get("entity"))
             if member.get("inactive") or target is None or target.type != "Patient":
                 skipped += 1
             else:
@@ -584,15 +586,16 @@ class Puller:
 
     def note_medication(self, resource: dict[str, Any]) -> None:
         """Remember the Medication `resource` references, to fetch it later."""
-        reference = (resource.get("medicationReference") or {}).get("reference")
+        element = resource.get("medicationReference")
+        reference = element.get("reference") if isinstance(element, dict) else None
         if not isinstance(reference, str) or reference.startswith("#"):
             return  # a code or a contained Medication (read in place): nothing to fetch
         target = parse_reference(reference)
         if target is not None and target.type == "Medication" and self.plan.is_local(target):
             self.medication_ids.add(target.id)
         else:
-            what = f"{resource['resourceType']}/{resource['id']}"
-            self.log.warn(f"{what}: cannot follow {reference}")
+            what = label(resource.get("resourceType"), resource.get("id"))
+            self.log.warn(f"{what}: cannot follow its medicationReference")
 
     # -- helpers ---------------------------------------------------------------------------
     def _patient_of(self, resource: dict[str, Any]) -> str | None:
@@ -603,9 +606,9 @@ class Puller:
 def _merge_links(patient: dict[str, Any]) -> set[str]:
     """The other Patients of a merge (`link` replaced-by / replaces) on this server."""
     linked = set()
-    for link in patient.get("link") or []:
-        if isinstance(link, dict) and link.get("type") in MERGE_LINKS:
-            target = parse_reference(str((link.get("other") or {}).get("reference", "")))
+    for link in _links(patient):
+        if link.get("type") in MERGE_LINKS:
+            target = target_of(link.get("other"))
             if target is not None and target.type == "Patient" and target.id != patient["id"]:
                 linked.add(target.id)
     return linked
@@ -622,11 +625,16 @@ def _redirected_patient(resource_type: str, status: int, headers: Mapping[str, s
 def _replaced_by(patient: dict[str, Any]) -> set[str]:
     return {
         target.id
-        for link in patient.get("link") or []
-        if isinstance(link, dict) and link.get("type") == "replaced-by"
-        for target in [parse_reference(str((link.get("other") or {}).get("reference", "")))]
+        for link in _links(patient)
+        if link.get("type") == "replaced-by"
+        for target in [target_of(link.get("other"))]
         if target is not None and target.type == "Patient"
     }
+
+
+def _links(patient: dict[str, Any]) -> list[dict[str, Any]]:
+    links = patient.get("link")
+    return [link for link in links if isinstance(link, dict)] if isinstance(links, list) else []
 
 
 def _code_params(codes: str | None) -> Params:

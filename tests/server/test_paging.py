@@ -117,3 +117,43 @@ def test_malformed_bundles_fail(httpx_mock, run_client, body, message):
     httpx_mock.add_response(url=FIRST, json=body)
     with pytest.raises(IncompleteDataError, match=message):
         search(run_client)
+
+
+ODD_PAGES = [
+    # (page, what the pull must do with it): a page of the wrong shape is a loud failure of
+    # that search (or a recorded gap), never a traceback; odd parts it can read past are read.
+    ({"resourceType": "Bundle", "entry": "x"}, "Bundle.entry is not a list"),
+    ({"resourceType": "Bundle", "entry": [7]}, "a Bundle entry has no resource"),
+    ({"resourceType": "Bundle", "entry": [{"resource": [1]}]}, "a Bundle entry has no resource"),
+    ({"resourceType": "Bundle", "entry": [{"resource": {"id": 3}}]}, "lacks resourceType or id"),
+    ([1, 2], "expected a searchset Bundle, got list"),
+    (
+        {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "OperationOutcome",
+         "issue": {"severity": "error"}}}]},
+        None,
+    ),
+    (
+        {"resourceType": "Bundle", "link": {"relation": "next"}, "total": "many",
+         "entry": [{"search": ["match"], "resource": conditions("a")[0]}]},
+        None,
+    ),
+    (
+        {"resourceType": "Bundle", "link": [{"relation": "next", "url": 5}, "next"],
+         "entry": [{"search": {"mode": ["match"]}, "resource": conditions("a")[0]}]},
+        None,
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("page", "failure"), ODD_PAGES)
+def test_a_page_of_any_shape_fails_loudly_or_is_read(httpx_mock, run_client, page, failure):
+    httpx_mock.add_response(url=FIRST, json=page)
+    if failure is None:
+        _, received = search(run_client)
+        assert received in ([], [("a", "match")])
+        return
+    with pytest.raises(IncompleteDataError, match=failure):
+        search(run_client)
+    httpx_mock.add_response(url=FIRST, json=page)
+    result, _ = search(run_client, allow_gaps=True)
+    assert failure in (result.gap or "")
