@@ -8,14 +8,11 @@ they read one resource and record facts, contact dates and data-quality notes th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from fhir_hcc.facts import Collected
-from fhir_hcc.fhir.datatypes import Resource
 from fhir_hcc.mappers.condition import Condition, map_condition
-from fhir_hcc.mappers.context import MapContext
+from fhir_hcc.mappers.context import MapContext, Mapper
 from fhir_hcc.mappers.encounter import (
     DiagnosticReport,
     Encounter,
@@ -30,17 +27,16 @@ from fhir_hcc.mappers.medication import (
     map_medication,
     map_medication_use,
 )
-from fhir_hcc.mappers.observation import Observation, map_observation
+from fhir_hcc.mappers.observation import (
+    Observation,
+    ObservationDate,
+    map_observation,
+    needs_reading_whole,
+)
 from fhir_hcc.mappers.patient import Patient, map_patient
 from fhir_hcc.mappers.procedure import Procedure, map_procedure
 from fhir_hcc.mappings import Mappings
 from fhir_hcc.problems import ProblemSink
-
-
-class Mapper(NamedTuple):
-    schema: type[Resource]  # the elements the mapper reads
-    map: Callable[[Any, MapContext], None]
-
 
 MAPPERS: dict[str, Mapper] = {
     "Patient": Mapper(Patient, map_patient),
@@ -50,7 +46,7 @@ MAPPERS: dict[str, Mapper] = {
     "MedicationStatement": Mapper(MedicationStatement, map_medication_use),
     "MedicationRequest": Mapper(MedicationRequest, map_medication_use),
     "Medication": Mapper(Medication, map_medication),
-    "Observation": Mapper(Observation, map_observation),
+    "Observation": Mapper(Observation, map_observation, ObservationDate, needs_reading_whole),
     "Encounter": Mapper(Encounter, map_encounter),
     "DiagnosticReport": Mapper(DiagnosticReport, map_diagnostic_report),
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from fhir_hcc.dates import FhirDate, parse_date
@@ -35,7 +35,13 @@ def _choice_names(base: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     )
 
 
-MapFunction = Callable[[Any, "MapContext"], None]
+class Mapper(NamedTuple):
+    schema: type[Resource]  # the elements the mapper reads
+    map: Callable[[Any, MapContext], None]
+    # Read first, where most resources of the type need no more: a struct of some elements,
+    # and whether a resource so read needs reading whole (given the mappings).
+    first: type[Resource] | None = None
+    needs_whole: Callable[[Mappings], Callable[[Any], bool]] | None = None
 
 
 class MapContext:
@@ -47,14 +53,20 @@ class MapContext:
         collected: Collected,
         sink: ProblemSink,
         zone: ZoneInfo | None,
-        mappers: Mapping[str, tuple[type[Resource], MapFunction]],
+        mappers: Mapping[str, Mapper],
     ) -> None:
         self.mappings = mappings
         self.collected = collected
         self.sink = sink
         self.zone = zone
-        self.reader = Reader({name: schema for name, (schema, _) in mappers.items()}, sink)
-        self._maps = {name: function for name, (_, function) in mappers.items()}
+        first = {
+            name: (mapper.first, mapper.needs_whole(mappings))
+            for name, mapper in mappers.items()
+            if mapper.first is not None and mapper.needs_whole is not None
+        }
+        schemas = {name: mapper.schema for name, mapper in mappers.items()}
+        self.reader = Reader(schemas, sink, first)
+        self._maps = {name: mapper.map for name, mapper in mappers.items()}
         self.origin = Origin("")
         self.resource: Resource = Resource()
         self.patient: str | None = None  # whose the current resource is, once read

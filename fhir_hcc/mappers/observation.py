@@ -6,7 +6,10 @@ Observation costs one index lookup per coding and adds only its date as a contac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
+
+from msgspec import UNSET, Raw, Struct, UnsetType
 
 from fhir_hcc.dates import FhirDate
 from fhir_hcc.fhir.datatypes import (
@@ -20,7 +23,7 @@ from fhir_hcc.fhir.datatypes import (
     reads,
 )
 from fhir_hcc.mappers.context import MapContext, codings, extension_values
-from fhir_hcc.mappings import Match
+from fhir_hcc.mappings import Mappings, Match
 
 DROPPED_STATUSES = frozenset({"entered-in-error", "cancelled"})
 _OBSERVATION_CONCEPTS = ("hepatitis_b", "afp", "pathology", "recurrence", "death")
@@ -28,7 +31,21 @@ _LEGACY_STATUS_CODE = "disease_status_legacy"
 _VALUE_CONCEPTS = ("results", "hepatitis_b", "death", "recurrence", "pathology", "hcc")
 
 
-class Observation(Resource, kw_only=True):
+class _CodeKey(Struct, frozen=True):
+    system: str | None = None
+    code: str | None = None
+
+
+class _CodeKeys(Struct):
+    coding: list[_CodeKey] = []
+
+
+class ObservationDate(Resource, kw_only=True):
+    """What is read first of an Observation: whose it is, whether and when it was made, its
+    codes and whether it has a coded value. Most of an export's Observations are routine labs
+    whose codes no mapping lists and which add only a contact date: those are read no further
+    (`needs_reading_whole`), so their other elements are not read, nor checked."""
+
     CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
     ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
         "subject", "patient", "status", "code", "valueCodeableConcept", "valueQuantity",
@@ -38,7 +55,7 @@ class Observation(Resource, kw_only=True):
     subject: Reference | None = None
     patient: Reference | None = None
     status: str | None = None
-    code: Annotated[CodeableConcept | None, reads(*_OBSERVATION_CONCEPTS)] = None
+    code: _CodeKeys | None = None
     # effective[x]: when it was made
     effectiveDateTime: str | None = None
     effectiveInstant: str | None = None
@@ -49,16 +66,42 @@ class Observation(Resource, kw_only=True):
     effectiveRange: Any = None
     effectiveString: Any = None
     effectiveBoolean: Any = None
+    valueCodeableConcept: Raw | UnsetType = UNSET  # only whether there is one
+
+
+class Observation(ObservationDate, kw_only=True):
+    """An Observation read whole: one whose code a mapping lists, or with a coded value."""
+
+    code: Annotated[CodeableConcept | None, reads(*_OBSERVATION_CONCEPTS)] = None  # type: ignore[assignment]
     valueCodeableConcept: Annotated[
         CodeableConcept | None, reads(*_VALUE_CONCEPTS, detail=True)
-    ] = None
+    ] = None  # type: ignore[assignment]
     valueQuantity: Quantity | None = None
     valueString: str | None = None
     interpretation: Annotated[list[CodeableConcept], reads("results", detail=True)] = []
     extension: list[Extension] = []  # mCODE disease-status evidence type
 
 
-def map_observation(resource: Observation, ctx: MapContext) -> None:
+def needs_reading_whole(mappings: Mappings) -> Callable[[ObservationDate], bool]:
+    """Whether an Observation's codes or value may say more than a contact date."""
+    index = mappings.index(_OBSERVATION_CONCEPTS)
+    mapped: dict[_CodeKey, bool] = {}  # an export repeats a few thousand codes: each once
+
+    def needs(first: ObservationDate) -> bool:
+        if first.valueCodeableConcept is not UNSET:
+            return True
+        for key in first.code.coding if first.code is not None else ():
+            hit = mapped.get(key)
+            if hit is None:
+                hit = mapped[key] = mappings.normalise(key.system, key.code) in index
+            if hit:
+                return True
+        return False
+
+    return needs
+
+
+def map_observation(resource: ObservationDate, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
@@ -69,6 +112,8 @@ def map_observation(resource: Observation, ctx: MapContext) -> None:
     ctx.contact(patient, day)
     index = ctx.mappings.index(_OBSERVATION_CONCEPTS)
     normalise = ctx.mappings.normalise
+    if not isinstance(resource, Observation):
+        return  # read for its date only (needs_reading_whole)
     for coding in codings(resource.code):
         for match in index.get(normalise(coding.system, coding.code), ()):
             _HANDLERS[match.concept](patient, match, resource, day, ctx)

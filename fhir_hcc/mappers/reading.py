@@ -9,7 +9,7 @@ and the patient's row is flagged. Malformed JSON costs its line only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -36,14 +36,29 @@ _decode_head = msgspec.json.Decoder(_Head).decode
 _BUNDLE_ON_A_LINE = "a Bundle on one NDJSON line (one resource a line): its entries are not read"
 
 
+# A type read in two steps: the struct read first, and whether a resource so read needs reading
+# whole (into the type's full struct).
+FirstRead = tuple[type[Resource], Callable[[Any], bool]]
+
+
 class Reader:
     """Reads items into the typed struct of their type, reporting what cannot be used."""
 
-    def __init__(self, schemas: Mapping[str, type[Resource]], sink: ProblemSink) -> None:
+    def __init__(
+        self,
+        schemas: Mapping[str, type[Resource]],
+        sink: ProblemSink,
+        first: Mapping[str, FirstRead] | None = None,
+    ) -> None:
         self.schemas = schemas
         self.sink = sink  # every problem, with file, line, Type/id and path
         self.mended = False  # whether the last resource read had malformed elements
-        self._decoders = {name.encode(): (name, decoder(s)) for name, s in schemas.items()}
+        self._whole = {name: decoder(schema) for name, schema in schemas.items()}
+        self._first = {
+            name: (decoder(schema), needs_whole)
+            for name, (schema, needs_whole) in (first or {}).items()
+        }
+        self._names = {name.encode(): name for name in schemas}
 
     def read(self, line: bytes, origin: Origin) -> Resource | None:
         """The resource of one item; None (with the problem reported) when it cannot be used."""
@@ -52,19 +67,28 @@ class Reader:
             self.sink(InputProblem(origin, None, None, malformed_json(line, UnicodeDecodeError)))
             return None
         if line.startswith(_PREFIX):
-            found = self._decoders.get(line[17 : line.find(b'"', 17)])
-            if found is not None:
-                name, decode = found
-                try:
-                    resource = decode(line)
-                except msgspec.ValidationError:
-                    return self._mended(line, name, origin)
-                except MALFORMED as error:
-                    self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
-                    return None
-                if resource.resourceType == name:
+            name = self._names.get(line[17 : line.find(b'"', 17)])
+            if name is not None:
+                resource = self._decoded(line, name, origin)
+                if resource is None or resource.resourceType == name:
                     return resource
         return self._by_head(line, origin)
+
+    def _decoded(self, line: bytes, name: str, origin: Origin) -> Resource | None:
+        """The struct of a type a mapper reads: first in part where it says so, whole when the
+        part read says so; a resource with malformed elements is mended."""
+        try:
+            first = self._first.get(name)
+            if first is not None:
+                resource = first[0](line)
+                if not first[1](resource):
+                    return resource
+            return self._whole[name](line)
+        except msgspec.ValidationError:
+            return self._mended(line, name, origin)
+        except MALFORMED as error:
+            self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
+            return None
 
     def _by_head(self, line: bytes, origin: Origin) -> Resource | None:
         try:
@@ -86,16 +110,9 @@ class Reader:
             ref = label("Bundle", resource_id)
             self.sink(InputProblem(origin, ref, None, _BUNDLE_ON_A_LINE))
             return None
-        found = self._decoders.get(resource_type.encode())
-        if found is None:  # a type no mapper reads: counted by its type, never built
+        if resource_type not in self.schemas:  # a type no mapper reads: counted, never built
             return Resource(resourceType=shown_type(resource_type), id=resource_id)
-        try:
-            return found[1](line)
-        except msgspec.ValidationError:
-            return self._mended(line, resource_type, origin)
-        except MALFORMED as error:
-            self.sink(InputProblem(origin, None, None, malformed_json(line, error)))
-            return None
+        return self._decoded(line, resource_type, origin)
 
     def _mended(self, line: bytes, name: str, origin: Origin) -> Resource | None:
         try:
