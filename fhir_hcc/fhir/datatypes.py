@@ -8,9 +8,9 @@ for an element that is absent.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Struct, defstruct
 
 from fhir_hcc.fhir.references import label
 
@@ -90,6 +90,33 @@ UNDATED_SUFFIXES = ("Timing", "Age", "Range", "String", "Boolean")
 def dated(*bases: str) -> frozenset[str]:
     """The dated elements of the choice names `bases` (effective -> effectiveDateTime, ...)."""
     return frozenset(base + suffix for base in bases for suffix in DATED_SUFFIXES)
+
+
+R = TypeVar("R", bound="Resource")
+
+
+def with_choices(base: type[R], *names: str) -> type[R]:
+    """`base` with the choice elements `names` (effective[x], ...) under every suffix of the one
+    table, listed in CHOICES; the dated ones are ESSENTIAL (a malformed date costs the resource).
+
+    A struct of the mappers declares its choices this way, never by hand, so that no suffix is
+    forgotten (`MapContext.choice_date` tries them all). Type checkers see `base` (annotate
+    with it under `TYPE_CHECKING`): the choices are read by name, not as attributes."""
+    fields: list[tuple[str, Any, Any]] = []
+    for name in names:
+        fields += [(name + suffix, str | None, None) for suffix in ("DateTime", "Instant", "Date")]
+        fields.append((name + "Period", Period | None, None))
+        fields += [(name + suffix, Any, None) for suffix in UNDATED_SUFFIXES]
+    namespace = {"CHOICES": base.CHOICES + names, "ESSENTIAL": base.ESSENTIAL | dated(*names)}
+    created = defstruct(
+        f"{base.__name__}With{''.join(name.title() for name in names)}",
+        fields,
+        bases=(base,),
+        kw_only=True,
+        namespace=namespace,
+        module=base.__module__,
+    )
+    return created  # type: ignore[return-value]
 
 
 def reads(*concepts: str, detail: bool = False, extensions: dict[str, Any] | None = None) -> Meta:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from fhir_hcc.fhir.datatypes import (
     CodeableConcept,
     Extension,
-    Period,
     Reference,
     Resource,
-    dated,
     reads,
+    with_choices,
 )
 from fhir_hcc.mappers.context import (
     MapContext,
@@ -30,9 +29,14 @@ _HBV_RESULT = {
 }
 
 
-class Condition(Resource, kw_only=True):
-    CHOICES: ClassVar[tuple[str, ...]] = ("onset",)
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+if TYPE_CHECKING:
+    _Dated = Resource
+else:
+    _Dated = with_choices(Resource, "onset")  # when it began
+
+
+class Condition(_Dated, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _Dated.ESSENTIAL | {
         "subject", "patient", "code", "verificationStatus", "clinicalStatus", "recordedDate",
     }  # fmt: skip
 
@@ -46,16 +50,6 @@ class Condition(Resource, kw_only=True):
     verificationStatus: CodeableConcept | str | None = None
     clinicalStatus: CodeableConcept | str | None = None
     recordedDate: str | None = None
-    # onset[x]: when it began
-    onsetDateTime: str | None = None
-    onsetInstant: str | None = None
-    onsetDate: str | None = None
-    onsetPeriod: Period | None = None
-    onsetTiming: Any = None
-    onsetAge: Any = None
-    onsetRange: Any = None
-    onsetString: Any = None
-    onsetBoolean: Any = None
     bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
     extension: Annotated[
         list[Extension], reads(extensions={"histology_morphology_behavior": ("hcc",)})

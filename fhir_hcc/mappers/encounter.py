@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from msgspec import Struct
 
@@ -11,8 +11,8 @@ from fhir_hcc.fhir.datatypes import (
     Period,
     Reference,
     Resource,
-    dated,
     reads,
+    with_choices,
 )
 from fhir_hcc.mappers.context import MapContext, codings
 
@@ -35,25 +35,20 @@ class Encounter(Resource, kw_only=True):
     hospitalization: Hospitalization | None = None
 
 
-class DiagnosticReport(Resource, kw_only=True):
-    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+if TYPE_CHECKING:
+    _Dated = Resource
+else:
+    _Dated = with_choices(Resource, "effective")  # when it was issued
+
+
+class DiagnosticReport(_Dated, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _Dated.ESSENTIAL | {
         "subject", "status", "code", "conclusion",
     }  # fmt: skip
 
     subject: Reference | None = None
     status: str | None = None
     code: Annotated[CodeableConcept | None, reads("pathology")] = None
-    # effective[x]: when it was made
-    effectiveDateTime: str | None = None
-    effectiveInstant: str | None = None
-    effectiveDate: str | None = None
-    effectivePeriod: Period | None = None
-    effectiveTiming: Any = None
-    effectiveAge: Any = None
-    effectiveRange: Any = None
-    effectiveString: Any = None
-    effectiveBoolean: Any = None
     conclusion: str | None = None
 
 

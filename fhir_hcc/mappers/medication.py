@@ -7,7 +7,7 @@ R5 `medication` CodeableReference. Codes first, then the drug-name patterns.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from msgspec import Struct
 
@@ -16,12 +16,11 @@ from fhir_hcc.facts import Drugs
 from fhir_hcc.fhir.datatypes import (
     CodeableConcept,
     CodeableReference,
-    Period,
     Quantity,
     Reference,
     Resource,
-    dated,
     reads,
+    with_choices,
 )
 from fhir_hcc.fhir.references import parse_reference
 from fhir_hcc.mappers.context import MapContext
@@ -72,30 +71,15 @@ class _MedicationUse(Resource, kw_only=True):
     contained: list[Medication] = []
 
 
-class MedicationAdministration(_MedicationUse, kw_only=True):
-    CHOICES: ClassVar[tuple[str, ...]] = ("effective", "occurence")
-    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | dated(*CHOICES)
+if TYPE_CHECKING:
+    _Given = _MedicationUse
+    _Taken = _MedicationUse
+else:  # when it was given, under its R4 name and its R5 one (spelled so in R5)
+    _Given = with_choices(_MedicationUse, "effective", "occurence")
+    _Taken = with_choices(_MedicationUse, "effective")  # when it was taken
 
-    # effective[x]: when it was given
-    effectiveDateTime: str | None = None
-    effectiveInstant: str | None = None
-    effectiveDate: str | None = None
-    effectivePeriod: Period | None = None
-    effectiveTiming: Any = None
-    effectiveAge: Any = None
-    effectiveRange: Any = None
-    effectiveString: Any = None
-    effectiveBoolean: Any = None
-    # occurence[x]: its R5 name (spelled so in R5)
-    occurenceDateTime: str | None = None
-    occurenceInstant: str | None = None
-    occurenceDate: str | None = None
-    occurencePeriod: Period | None = None
-    occurenceTiming: Any = None
-    occurenceAge: Any = None
-    occurenceRange: Any = None
-    occurenceString: Any = None
-    occurenceBoolean: Any = None
+
+class MedicationAdministration(_Given, kw_only=True):
     dosage: Dosage | None = None
 
     @property
@@ -103,20 +87,7 @@ class MedicationAdministration(_MedicationUse, kw_only=True):
         return [self.dosage] if self.dosage is not None else []
 
 
-class MedicationStatement(_MedicationUse, kw_only=True):
-    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
-    ESSENTIAL: ClassVar[frozenset[str]] = _MedicationUse.ESSENTIAL | dated(*CHOICES)
-
-    # effective[x]: when it was taken
-    effectiveDateTime: str | None = None
-    effectiveInstant: str | None = None
-    effectiveDate: str | None = None
-    effectivePeriod: Period | None = None
-    effectiveTiming: Any = None
-    effectiveAge: Any = None
-    effectiveRange: Any = None
-    effectiveString: Any = None
-    effectiveBoolean: Any = None
+class MedicationStatement(_Taken, kw_only=True):
     dosage: list[Dosage] = []
 
     @property

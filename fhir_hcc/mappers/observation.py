@@ -7,7 +7,7 @@ Observation costs one index lookup per coding and adds only its date as a contac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from msgspec import UNSET, Raw, Struct, UnsetType
 
@@ -15,12 +15,11 @@ from fhir_hcc.dates import FhirDate
 from fhir_hcc.fhir.datatypes import (
     CodeableConcept,
     Extension,
-    Period,
     Quantity,
     Reference,
     Resource,
-    dated,
     reads,
+    with_choices,
 )
 from fhir_hcc.mappers.context import MapContext, codings, extension_values
 from fhir_hcc.mappings import Mappings, Match
@@ -40,14 +39,19 @@ class _CodeKeys(Struct):
     coding: list[_CodeKey] = []
 
 
-class ObservationDate(Resource, kw_only=True):
+if TYPE_CHECKING:
+    _Dated = Resource
+else:
+    _Dated = with_choices(Resource, "effective")  # when it was made
+
+
+class ObservationDate(_Dated, kw_only=True):
     """What is read first of an Observation: whose it is, whether and when it was made, its
     codes and whether it has a coded value. Most of an export's Observations are routine labs
     whose codes no mapping lists and which add only a contact date: those are read no further
     (`needs_reading_whole`), so their other elements are not read, nor checked."""
 
-    CHOICES: ClassVar[tuple[str, ...]] = ("effective",)
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+    ESSENTIAL: ClassVar[frozenset[str]] = _Dated.ESSENTIAL | {
         "subject", "patient", "status", "code", "valueCodeableConcept", "valueQuantity",
         "valueString", "interpretation",
     }  # fmt: skip
@@ -56,16 +60,6 @@ class ObservationDate(Resource, kw_only=True):
     patient: Reference | None = None
     status: str | None = None
     code: _CodeKeys | None = None
-    # effective[x]: when it was made
-    effectiveDateTime: str | None = None
-    effectiveInstant: str | None = None
-    effectiveDate: str | None = None
-    effectivePeriod: Period | None = None
-    effectiveTiming: Any = None
-    effectiveAge: Any = None
-    effectiveRange: Any = None
-    effectiveString: Any = None
-    effectiveBoolean: Any = None
     valueCodeableConcept: Raw | UnsetType = UNSET  # only whether there is one
 
 

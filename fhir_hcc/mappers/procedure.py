@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from fhir_hcc.dates import FhirDate
 from fhir_hcc.fhir.datatypes import (
@@ -12,8 +12,8 @@ from fhir_hcc.fhir.datatypes import (
     Period,
     Reference,
     Resource,
-    dated,
     reads,
+    with_choices,
 )
 from fhir_hcc.mappers.context import (
     MapContext,
@@ -43,9 +43,14 @@ _KINDS = {  # resection.toml class -> fact kind
 }
 
 
-class Procedure(Resource, kw_only=True):
-    CHOICES: ClassVar[tuple[str, ...]] = ("performed", "occurrence")
-    ESSENTIAL: ClassVar[frozenset[str]] = Resource.ESSENTIAL | dated(*CHOICES) | {
+if TYPE_CHECKING:
+    _Dated = Resource
+else:  # when it was done, under its R4 name and its R5 one
+    _Dated = with_choices(Resource, "performed", "occurrence")
+
+
+class Procedure(_Dated, kw_only=True):
+    ESSENTIAL: ClassVar[frozenset[str]] = _Dated.ESSENTIAL | {
         "subject", "patient", "status", "code",
     }  # fmt: skip
 
@@ -53,26 +58,6 @@ class Procedure(Resource, kw_only=True):
     patient: Reference | None = None
     status: str | None = None
     code: Annotated[CodeableConcept | None, reads("resection", "y90", "transplant")] = None
-    # performed[x]: when it was done
-    performedDateTime: str | None = None
-    performedInstant: str | None = None
-    performedDate: str | None = None
-    performedPeriod: Period | None = None
-    performedTiming: Any = None
-    performedAge: Any = None
-    performedRange: Any = None
-    performedString: Any = None
-    performedBoolean: Any = None
-    # occurrence[x]: its R5 name
-    occurrenceDateTime: str | None = None
-    occurrenceInstant: str | None = None
-    occurrenceDate: str | None = None
-    occurrencePeriod: Period | None = None
-    occurrenceTiming: Any = None
-    occurrenceAge: Any = None
-    occurrenceRange: Any = None
-    occurrenceString: Any = None
-    occurrenceBoolean: Any = None
     bodySite: Annotated[list[CodeableConcept], reads("liver_segments", detail=True)] = []
     extension: list[Extension] = []  # mCODE radiotherapy modality and technique
 
@@ -201,7 +186,8 @@ def segments_in_text(text: str) -> set[int]:
 
 
 def _has_end(resource: Procedure) -> bool:
-    return bool(resource.performedPeriod and resource.performedPeriod.end)
+    period: Period | None = getattr(resource, "performedPeriod", None)
+    return bool(period and period.end)
 
 
 def _is_relevant(resource: Procedure, ctx: MapContext) -> bool:
