@@ -11,7 +11,7 @@ mappers only ever see local references). Whoever reads an item decodes the eleme
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
@@ -85,15 +85,16 @@ class FileSource:
         return sorted(
             path
             for path in self.path.rglob("*")
-            if (path.name.endswith(self.SUFFIXES) or path.name in NOT_DATA)
-            and not _hidden(path.relative_to(self.path).parent)
-            and path.is_file()
+            if is_listed(path.relative_to(self.path).parts) and path.is_file()
         )
 
 
-def _hidden(folder: Path) -> bool:
-    """Inside a hidden folder (a pull's `.pull-partial` staging, `.git`, ...)."""
-    return any(part.startswith(".") for part in folder.parts)
+def is_listed(parts: Sequence[str]) -> bool:
+    """Whether a file at this path below a source's folder is read or noted: a data or metadata
+    name, not inside a hidden folder (a pull's `.pull-partial` staging, `.git`, ...)."""
+    *folders, name = parts
+    wanted = name.endswith(FileSource.SUFFIXES) or name in NOT_DATA
+    return wanted and not any(folder.startswith(".") for folder in folders)
 
 
 def _part(path: Path) -> Part:

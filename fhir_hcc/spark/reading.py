@@ -35,12 +35,12 @@ from fhir_hcc.errors import InputError
 from fhir_hcc.fhir.ndjson import is_ndjson
 from fhir_hcc.inputs import is_uri
 from fhir_hcc.sources import (
-    NOT_DATA,
     FileSource,
     InputProblem,
     Item,
     Origin,
     ProblemSink,
+    is_listed,
     not_data_note,
 )
 
@@ -168,9 +168,7 @@ def _hadoop_files(spark: SparkSession, uri: str) -> list[tuple[str, str]]:
     listing = filesystem.listFiles(root, True)
     while listing.hasNext():
         path = listing.next().getPath().toString()
-        *folders, name = path.removeprefix(prefix).split("/")
-        wanted = name.endswith(FileSource.SUFFIXES) or name in NOT_DATA
-        if wanted and not any(folder.startswith(".") for folder in folders):  # hidden folders
+        if is_listed(path.removeprefix(prefix).split("/")):  # as the local engine lists
             found.append(path)
     # The local engine's order: sorted paths, compared part by part.
     found.sort(key=lambda path: path.removeprefix(prefix).split("/"))
