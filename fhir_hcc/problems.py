@@ -7,11 +7,12 @@ registry readers. A problem names places, `Type/id` and paths, never values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+
+import msgspec
 
 
-class Origin(NamedTuple):  # a tuple: one is made per NDJSON line
+class Origin(msgspec.Struct, frozen=True, gc=False):  # one is made per NDJSON line: made in C
     location: str
     line: int | None = None  # NDJSON line or Bundle entry, 1-based
 
@@ -31,6 +32,13 @@ class InputProblem:
     def __str__(self) -> str:
         parts = [str(self.origin), self.resource, self.field, self.message]
         return ": ".join(part for part in parts if part)
+
+    def shifted(self, lines: int) -> InputProblem:
+        """The problem as found in a part of a file read after `lines` lines of it."""
+        if not lines or self.origin.line is None:
+            return self
+        origin = Origin(self.origin.location, self.origin.line + lines)
+        return replace(self, origin=origin)
 
 
 ProblemSink = Callable[[InputProblem], None]

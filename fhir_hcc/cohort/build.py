@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,7 @@ def collect_parallel(
         for part, size, (found, lines) in zip(parts, sizes, results, strict=True):
             location = str(part.path)
             offset = lines_before.get(location, 0)
-            found.problems = [_shifted(problem, offset) for problem in found.problems]
+            found.problems = [problem.shifted(offset) for problem in found.problems]
             lines_before[location] = offset + lines
             collected.merge(found)
             done += size
@@ -191,13 +191,6 @@ def _collect_part(job: tuple[Part, Mappings, CohortConfig]) -> tuple[Collected, 
     part, mappings, config = job
     found = collect(part, mappings, config)
     return found, getattr(part, "lines", 0)
-
-
-def _shifted(problem: InputProblem, offset: int) -> InputProblem:
-    if not offset or problem.origin.line is None:
-        return problem
-    origin = problem.origin._replace(line=problem.origin.line + offset)
-    return replace(problem, origin=origin)
 
 
 def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:

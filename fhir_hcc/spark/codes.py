@@ -15,7 +15,7 @@ import pyarrow as pa
 from fhir_hcc.codes_report import CodeRow, code_rows, source_codes
 from fhir_hcc.mappings import Mappings
 from fhir_hcc.sources import InputProblem, ProblemSink
-from fhir_hcc.spark.reading import in_reading_order, read_input, segments, shift_lines
+from fhir_hcc.spark.reading import in_reading_order, read_input, segments
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -52,7 +52,7 @@ def collect_codes(
     total: Counter[tuple[str, str, str, str, str]] = Counter()
     for offset, (counts, problems) in in_reading_order(keyed):
         for problem in problems:
-            sink(shift_lines(problem, offset))
+            sink(problem.shifted(offset))
         total.update(counts)
     return code_rows(total, mappings)
 

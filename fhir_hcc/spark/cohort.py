@@ -46,7 +46,7 @@ from fhir_hcc.contract import COLUMN_TYPES
 from fhir_hcc.facts import Collected, Drugs, Note
 from fhir_hcc.mappings import Mappings, load_mappings
 from fhir_hcc.sources import InputProblem
-from fhir_hcc.spark.reading import Input, in_reading_order, read_input, segments, shift_lines
+from fhir_hcc.spark.reading import Input, in_reading_order, read_input, segments
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -227,7 +227,7 @@ def _totals(mapped: DataFrame, found: Input) -> _Totals:
     totals = _Totals()
     for offset, summary in in_reading_order(keyed):
         part = summary.collected
-        part.problems = [shift_lines(problem, offset) for problem in part.problems]
+        part.problems = [problem.shifted(offset) for problem in part.problems]
         for problem in part.problems:
             log.warning("%s", problem)
         totals.collected.merge(part)

@@ -12,9 +12,10 @@ local folder; the Hadoop file system of a URI, sorted the same way) and read by 
 
 Each split, whole file or partition is a *segment*, keyed (file number, start): its first byte,
 or the partition number. The executors number lines within a segment and count them; the driver
-adds the lines of a file's earlier segments (`shift_lines`), so a problem names the file's own
-line. Rows reach Python as bytes (the text source keeps a line's bytes as they are, invalid
-UTF-8 included) without their line end; the local engine judges a line the same either way.
+adds the lines of a file's earlier segments (`InputProblem.shifted`), so a problem names the
+file's own line. Rows reach Python as bytes (the text source keeps a line's bytes as they are,
+invalid UTF-8 included) without their line end; the local engine judges a line the same either
+way.
 """
 
 from __future__ import annotations
@@ -184,13 +185,6 @@ def in_reading_order(keyed: Iterable[tuple[tuple[int, int], int, T]]) -> Iterato
         lines_before[number] += lines
 
 
-def shift_lines(problem: InputProblem, offset: int) -> InputProblem:
-    """A problem found `offset` lines into its file, numbered from the file's start."""
-    if not offset or problem.origin.line is None:
-        return problem
-    return replace(problem, origin=problem.origin._replace(line=problem.origin.line + offset))
-
-
 # -- in the executors ---------------------------------------------------------------------------
 
 
@@ -260,4 +254,4 @@ class WholeFile:
                 yield item, self._origin(origin)
 
     def _origin(self, origin: Origin) -> Origin:
-        return origin._replace(location=self.location)
+        return Origin(self.location, origin.line)
