@@ -69,6 +69,9 @@ class Resource(Struct, kw_only=True):
 
     ESSENTIAL: ClassVar[frozenset[str]] = frozenset({"resourceType", "id"})
     CHOICES: ClassVar[tuple[str, ...]] = ()  # choice names whose date is read (effective[x]...)
+    # The elements of the CHOICES, with a date and without, in the order they are tried.
+    DATED: ClassVar[tuple[str, ...]] = ()
+    UNDATED: ClassVar[tuple[str, ...]] = ()
     CONTAINED: ClassVar[frozenset[str]] = frozenset()  # types of contained resources read
 
     resourceType: str = ""
@@ -107,7 +110,13 @@ def with_choices(base: type[R], *names: str) -> type[R]:
         fields += [(name + suffix, str | None, None) for suffix in ("DateTime", "Instant", "Date")]
         fields.append((name + "Period", Period | None, None))
         fields += [(name + suffix, Any, None) for suffix in UNDATED_SUFFIXES]
-    namespace = {"CHOICES": base.CHOICES + names, "ESSENTIAL": base.ESSENTIAL | dated(*names)}
+    choices = base.CHOICES + names
+    namespace = {
+        "CHOICES": choices,
+        "DATED": tuple(name + suffix for name in choices for suffix in DATED_SUFFIXES),
+        "UNDATED": tuple(name + suffix for name in choices for suffix in UNDATED_SUFFIXES),
+        "ESSENTIAL": base.ESSENTIAL | dated(*names),
+    }
     created = defstruct(
         f"{base.__name__}With{''.join(name.title() for name in names)}",
         fields,

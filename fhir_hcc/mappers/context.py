@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from fhir_hcc.dates import FhirDate, parse_date
 from fhir_hcc.facts import Collected, Fact
 from fhir_hcc.fhir.datatypes import (
-    DATED_SUFFIXES,
-    UNDATED_SUFFIXES,
     CodeableConcept,
     Coding,
     Extension,
@@ -24,15 +21,6 @@ from fhir_hcc.fhir.types import RESOURCE_TYPES
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings, Match
 from fhir_hcc.problems import InputProblem, Origin, ProblemSink
-
-
-@cache
-def _choice_names(base: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The element names of a choice, dated and undated, made once (the hot path tries them)."""
-    return (
-        tuple(base + suffix for suffix in DATED_SUFFIXES),
-        tuple(base + suffix for suffix in UNDATED_SUFFIXES),
-    )
 
 
 class Mapper(NamedTuple):
@@ -112,23 +100,20 @@ class MapContext:
     def choice_date(self, resource: Resource, patient: str = "") -> FhirDate | None:
         """The date of the resource's choice elements (its CHOICES, such as effective[x]):
         dateTime, instant, Period.start or date, in that order; undated ones are noted."""
-        bases = resource.CHOICES
-        for base in bases:
-            for field in _choice_names(base)[0]:
-                value = getattr(resource, field, None)
-                if value is None:
-                    continue
-                if isinstance(value, Period):
-                    return self.date(value.start or value.end, f"{field}.start", patient)
-                return self.date(value, field, patient)
-        for base in bases:
-            for field in _choice_names(base)[1]:
-                if getattr(resource, field, None) is not None:
-                    if patient:
-                        self.collected.note(
-                            patient, "unmapped_choice_type", self.ref, f"{field} has no date"
-                        )
-                    return None
+        for field in resource.DATED:
+            value = getattr(resource, field)
+            if value is None:
+                continue
+            if isinstance(value, Period):
+                return self.date(value.start or value.end, f"{field}.start", patient)
+            return self.date(value, field, patient)
+        for field in resource.UNDATED:
+            if getattr(resource, field) is not None:
+                if patient:
+                    self.collected.note(
+                        patient, "unmapped_choice_type", self.ref, f"{field} has no date"
+                    )
+                return None
         return None
 
     # -- references --------------------------------------------------------------------------

@@ -104,10 +104,10 @@ def map_observation(resource: ObservationDate, ctx: MapContext) -> None:
         ctx.skip(patient, f"{resource.status}_dropped", "status")
         return
     ctx.contact(patient, day)
-    index = ctx.mappings.index(_OBSERVATION_CONCEPTS)
-    normalise = ctx.mappings.normalise
     if not isinstance(resource, Observation):
         return  # read for its date only (needs_reading_whole)
+    index = ctx.mappings.index(_OBSERVATION_CONCEPTS)
+    normalise = ctx.mappings.normalise
     for coding in codings(resource.code):
         for match in index.get(normalise(coding.system, coding.code), ()):
             _HANDLERS[match.concept](patient, match, resource, day, ctx)

@@ -53,12 +53,13 @@ class Reader:
         self.schemas = schemas
         self.sink = sink  # every problem, with file, line, Type/id and path
         self.mended = False  # whether the last resource read had malformed elements
-        self._whole = {name: decoder(schema) for name, schema in schemas.items()}
-        self._first = {
-            name: (decoder(schema), needs_whole)
-            for name, (schema, needs_whole) in (first or {}).items()
+        first = first or {}
+        self._decode = {
+            name: _decoding(schema, first.get(name)) for name, schema in schemas.items()
         }
         self._names = {name.encode(): name for name in schemas}
+        # An export's file holds one type: the last line's type is tried first, in one compare.
+        self._prefix, self._name = b"\0", ""
 
     def read(self, line: bytes, origin: Origin) -> Resource | None:
         """The resource of one item; None (with the problem reported) when it cannot be used."""
@@ -66,24 +67,28 @@ class Reader:
         if not line.isascii() and not _is_utf8(line):  # the decoder skips unread text unchecked
             self.sink(InputProblem(origin, None, None, malformed_json(line, UnicodeDecodeError)))
             return None
-        if line.startswith(_PREFIX):
-            name = self._names.get(line[17 : line.find(b'"', 17)])
-            if name is not None:
-                resource = self._decoded(line, name, origin)
-                if resource is None or resource.resourceType == name:
-                    return resource
+        if line.startswith(self._prefix) or self._type_first(line):
+            resource = self._decoded(line, self._name, origin)
+            if resource is None or resource.resourceType == self._name:
+                return resource
         return self._by_head(line, origin)
 
+    def _type_first(self, line: bytes) -> bool:
+        """Whether the line starts with the type of a struct (as Bulk Data exporters write it);
+        if so, that type is the one tried first from now on."""
+        if not line.startswith(_PREFIX):
+            return False
+        end = line.find(b'"', len(_PREFIX))
+        name = self._names.get(line[len(_PREFIX) : end])
+        if name is None:
+            return False
+        self._prefix, self._name = line[: end + 1], name
+        return True
+
     def _decoded(self, line: bytes, name: str, origin: Origin) -> Resource | None:
-        """The struct of a type a mapper reads: first in part where it says so, whole when the
-        part read says so; a resource with malformed elements is mended."""
+        """The struct of a type a mapper reads; a resource with malformed elements is mended."""
         try:
-            first = self._first.get(name)
-            if first is not None:
-                resource = first[0](line)
-                if not first[1](resource):
-                    return resource
-            return self._whole[name](line)
+            return self._decode[name](line)
         except msgspec.ValidationError:
             return self._mended(line, name, origin)
         except MALFORMED as error:
@@ -133,6 +138,21 @@ class Reader:
                 message += "; resource not used"
             self.sink(InputProblem(origin, ref, fault.path or None, message, patient=patient))
         return decoded.resource
+
+
+def _decoding(schema: type[Resource], first: FirstRead | None) -> Callable[[bytes], Resource]:
+    """How a type's line is decoded: into its struct, or first in part where the type says so
+    and whole only when the part read says so. Raises on any fault."""
+    whole = decoder(schema)
+    if first is None:
+        return whole
+    decode_first, needs_whole = decoder(first[0]), first[1]
+
+    def decode(line: bytes) -> Resource:
+        resource = decode_first(line)
+        return whole(line) if needs_whole(resource) else resource
+
+    return decode
 
 
 def _is_utf8(line: bytes) -> bool:
