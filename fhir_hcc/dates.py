@@ -8,19 +8,19 @@ precision so that callers can flag them and refuse them where day precision matt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
+
+from msgspec import Struct
 
 from fhir_hcc.contract import months as months  # the time unit, re-exported for the builder
 
 Precision = Literal["year", "month", "day"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class FhirDate:
+class FhirDate(Struct, frozen=True, order=True, gc=False):  # made for every date read
     day: date
     precision: Precision = "day"
 

@@ -13,11 +13,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
 
+from msgspec import Struct
+from msgspec import field as struct_field
+
 from fhir_hcc.dates import FhirDate
 
+# The per-patient records are structs: made and pickled in C, for every fact and contact a
+# worker process collects and sends back.
 
-@dataclass(slots=True)
-class Fact:
+
+class Fact(Struct):
     kind: str  # hcc, hbv, drug, procedure, necrosis, disease_status, secondary, death, afp, ...
     value: str  # the class within the kind, e.g. "definite", "positive", "doxorubicin"
     date: FhirDate | None
@@ -29,8 +34,7 @@ class Fact:
         return self.data.get(key, default) if self.data else default
 
 
-@dataclass(slots=True)
-class Demographics:
+class Demographics(Struct):
     source: str
     gender: str | None = None
     birth_date: FhirDate | None = None
@@ -47,8 +51,7 @@ class Drugs(NamedTuple):
     malformed: bool = False  # it had malformed elements: its users' rows are flagged
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(Struct, frozen=True):
     """A data-quality decision, written to qc.csv."""
 
     patient: str
@@ -57,13 +60,12 @@ class Note:
     detail: str
 
 
-@dataclass(slots=True)
-class PatientFacts:
+class PatientFacts(Struct):
     patient_id: str
     demographics: Demographics | None = None
-    facts: list[Fact] = field(default_factory=list)
-    contacts: dict[date, str] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)  # QC rules for the row that no fact carries
+    facts: list[Fact] = struct_field(default_factory=list)
+    contacts: dict[date, str] = struct_field(default_factory=dict)
+    flags: set[str] = struct_field(default_factory=set)  # QC rules for the row no fact carries
 
     def of(self, kind: str) -> list[Fact]:
         return [fact for fact in self.facts if fact.kind == kind]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
+
+from msgspec import structs
 
 from fhir_hcc.facts import Collected, Drugs, Fact, Note, PatientFacts
 
@@ -79,7 +81,7 @@ def _resolve_medications(
         if drugs.malformed:
             evidence.note("input_problem", fact.source, f"Medication/{pending} was malformed")
         resolved.extend(
-            replace(fact, value=cls, via=f"Medication/{pending}") for cls in drugs.classes
+            structs.replace(fact, value=cls, via=f"Medication/{pending}") for cls in drugs.classes
         )
     return resolved
 
