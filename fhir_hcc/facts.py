@@ -70,6 +70,13 @@ class PatientFacts(Struct):
     def of(self, kind: str) -> list[Fact]:
         return [fact for fact in self.facts if fact.kind == kind]
 
+    def add(self, later: PatientFacts) -> None:
+        """Take in the facts, flags and contacts of a record read after this one (the same
+        patient's, from a later part of the input, or a patient it replaces)."""
+        self.facts += later.facts
+        self.flags |= later.flags
+        self.contacts = later.contacts | self.contacts  # a day's first source stays
+
 
 @dataclass(slots=True)
 class Collected:
@@ -90,10 +97,7 @@ class Collected:
             if mine is None:
                 self.patients[patient_id] = record
                 continue
-            mine.facts += record.facts
-            mine.flags |= record.flags
-            for day, source in record.contacts.items():
-                mine.contacts.setdefault(day, source)
+            mine.add(record)
             if mine.demographics is None:
                 mine.demographics = record.demographics
             elif record.demographics is not None:

@@ -43,11 +43,7 @@ def merge_replaced_patients(collected: Collected) -> None:
         target_id = demographics.replaced_by if demographics else None
         if not target_id or target_id == patient_id:
             continue
-        target = collected.patient(target_id)
-        target.facts.extend(record.facts)
-        target.flags |= record.flags
-        for day, source in record.contacts.items():
-            target.contacts.setdefault(day, source)
+        collected.patient(target_id).add(record)
         collected.note(target_id, "patient_merged", f"Patient/{patient_id}", "link replaced-by")
         del collected.patients[patient_id]
 
