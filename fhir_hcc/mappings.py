@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_hcc.errors import ConfigError
 from fhir_hcc.fhir.datatypes import CodeableConcept, Coding
@@ -28,6 +28,7 @@ _META_FILES = {"systems", "extensions"}
 # normalised and classified once, in caches cleared when they grow past this many entries.
 _CACHE_SIZE = 200_000
 _CACHED_TEXT = 200  # characters: longer texts are matched each time, not kept
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +85,13 @@ class Mappings:
         self._by_text: dict[str, dict[str, tuple[int, Match] | None]] = {}
         self._classified: dict[tuple[str | Coding | None, ...], tuple[Match, ...]] = {}
         self._indexes: dict[tuple[str, ...], dict[tuple[str, str], list[Match]]] = {}
+        self._code_readings: dict[tuple[Any, ...], Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to worker processes and Spark executors without what this one has cached.
         state = self.__dict__.copy()
-        for name in ("_normalised", "_by_coding", "_by_text", "_classified", "_indexes"):
+        names = ("_normalised", "_by_coding", "_by_text", "_classified", "_indexes")
+        for name in (*names, "_code_readings"):
             state[name] = {}
         return state
 
@@ -245,6 +248,25 @@ class Mappings:
             if len(self._classified) > _CACHE_SIZE:
                 self._classified.clear()
             found = self._classified[key] = self._classify(concept, value)
+        return found
+
+    def read_code(
+        self,
+        value: CodeableConcept | None,
+        reading: Callable[[CodeableConcept | None, Mappings], T],
+    ) -> T:
+        """What `reading` (a mapper's module-level classification of a code under several
+        concepts, a function of the code and the mappings only) makes of a code, worked out
+        once per spelling of the code, as `classify` is."""
+        if value is not None and value.text and len(value.text) > _CACHED_TEXT:
+            return reading(value, self)
+        key = (reading,) if value is None else (reading, value.text, *value.coding)
+        try:
+            found: T = self._code_readings[key]
+        except KeyError:
+            if len(self._code_readings) > _CACHE_SIZE:
+                self._code_readings.clear()
+            found = self._code_readings[key] = reading(value, self)
         return found
 
     def _classify(self, concept: str, value: CodeableConcept) -> tuple[Match, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, NamedTuple
 
 from fhir_hcc.fhir.datatypes import (
     CodeableConcept,
@@ -19,6 +19,7 @@ from fhir_hcc.mappers.context import (
     has_liver_site,
     status_code,
 )
+from fhir_hcc.mappings import Mappings, Match
 
 _DROPPED_VERIFICATION = {"entered-in-error", "refuted"}
 _CODE_CONCEPTS = ("hcc", "hepatitis_b", "hepatitis_c", "recurrence", "transplant")
@@ -68,34 +69,56 @@ def map_condition(resource: Condition, ctx: MapContext) -> None:
     onset = ctx.choice_date(resource, patient)
     ctx.contact(patient, recorded)
     day = onset or recorded
-    code = resource.code
+    code = ctx.mappings.read_code(resource.code, _read_code)
+    if code.hcc:  # the body site and clinical status are read for an HCC code only
+        liver_site = has_liver_site(resource.bodySite, ctx)
+        clinical = status_code(resource.clinicalStatus)
+        for match in code.hcc:
+            ctx.fact(
+                patient,
+                "hcc",
+                match.cls,
+                day,
+                match,
+                recorded=recorded,
+                liver_site=liver_site,
+                clinical_status=clinical,
+            )
     mappings = ctx.mappings
-    liver_site = has_liver_site(resource.bodySite, ctx)
-    clinical = status_code(resource.clinicalStatus)
-    for match in mappings.classify("hcc", code):
-        ctx.fact(
-            patient,
-            "hcc",
-            match.cls,
-            day,
-            match,
-            recorded=recorded,
-            liver_site=liver_site,
-            clinical_status=clinical,
-        )
     histology = mappings.extension_urls("histology_morphology_behavior")
     for extension in extension_values(resource.extension, histology):
         for match in mappings.classify("hcc", extension.valueCodeableConcept):
             ctx.fact(patient, "hcc", match.cls, day, match, recorded=recorded)
-    for match in mappings.classify("hepatitis_b", code):
-        if match.cls in _HBV_RESULT:
-            ctx.fact(patient, "hbv", _HBV_RESULT[match.cls], day, match)
-    for match in mappings.match_codings("recurrence", all_codings([code])):
-        if match.cls.startswith("secondary_"):
-            site = _secondary_site(match.cls, resource, ctx)
-            ctx.fact(patient, "secondary", match.cls, day, match, site=site)
-    for match in mappings.match_codings("transplant", all_codings([code])):
+    for match in code.hbv:
+        ctx.fact(patient, "hbv", _HBV_RESULT[match.cls], day, match)
+    for match in code.secondary:
+        site = _secondary_site(match.cls, resource, ctx)
+        ctx.fact(patient, "secondary", match.cls, day, match, site=site)
+    for match in code.transplant:
         ctx.fact(patient, "transplant_status", match.cls, day, match)
+
+
+class _Code(NamedTuple):
+    """What a Condition's code says, the same wherever the code is written (read once per
+    spelling of the code: `Mappings.read_code`)."""
+
+    hcc: tuple[Match, ...]
+    hbv: list[Match]  # those that give a result
+    secondary: list[Match]  # secondary cancers
+    transplant: list[Match]
+
+
+def _read_code(code: CodeableConcept | None, mappings: Mappings) -> _Code:
+    return _Code(
+        hcc=mappings.classify("hcc", code),
+        hbv=[match for match in mappings.classify("hepatitis_b", code) if match.cls in _HBV_RESULT],
+        secondary=[
+            match
+            for match in mappings.match_codings("recurrence", all_codings([code]))
+            if match.cls.startswith("secondary_")
+        ],
+        transplant=mappings.match_codings("transplant", all_codings([code])),
+    )
 
 
 def _secondary_site(cls: str, resource: Condition, ctx: MapContext) -> str:

@@ -91,7 +91,7 @@ class MapContext:
         except ValueError:
             self.problem(field, "invalid date")
             return None
-        if parsed.imputed and patient:
+        if parsed.precision != "day" and patient:  # imputed (not the property: the hot path)
             self.collected.note(
                 patient, "partial_date_imputed", self.ref, f"{field}={value} -> {parsed.iso()}"
             )
@@ -156,9 +156,9 @@ class MapContext:
 
     def contact(self, patient: str, day: FhirDate | None) -> None:
         if day is not None and day.precision == "day":
-            contacts = self.collected.patient(patient).contacts
-            if day.day not in contacts:  # most contacts fall on a day already known
-                contacts[day.day] = self.ref
+            record = self.collected.patients.get(patient) or self.collected.patient(patient)
+            if day.day not in record.contacts:  # most contacts fall on a day already known
+                record.contacts[day.day] = self.ref
 
     def skip(self, patient: str, reason: str, detail: str = "") -> None:
         self.collected.skip(patient, reason, self.ref, detail)

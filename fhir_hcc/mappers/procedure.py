@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, NamedTuple
 
 from fhir_hcc.dates import FhirDate
 from fhir_hcc.fhir.datatypes import (
@@ -22,6 +22,7 @@ from fhir_hcc.mappers.context import (
     extension_values,
     has_liver_site,
 )
+from fhir_hcc.mappings import Mappings, Match
 
 # Procedures that did not happen (or not yet) are dropped; "unknown" is dropped and flagged.
 _DONE = {"completed"}
@@ -62,6 +63,38 @@ class Procedure(_Dated, kw_only=True):
     extension: list[Extension] = []  # mCODE radiotherapy modality and technique
 
 
+class _Code(NamedTuple):
+    """What a Procedure's code says, the same wherever the code is written (read once per
+    spelling of the code: `Mappings.read_code`)."""
+
+    text: str
+    resection: Match | None  # by code
+    resection_text: Match | None  # by text, which counts only with liver context
+    text_segments: frozenset[int]  # Couinaud segments the text names
+    liver_text: bool
+    y90: frozenset[str]  # classes by code
+    y90_text: Match | None  # by text or displays
+    transplant: tuple[Match, ...]
+    relevant: bool  # a resection, Y-90 or transplant code or text
+
+
+def _read_code(code: CodeableConcept | None, mappings: Mappings) -> _Code:
+    text = (code.text if code else None) or ""
+    resection = mappings.match_codings("resection", codings(code))
+    displays = (coding.display for coding in codings(code))
+    return _Code(
+        text=text,
+        resection=resection[0] if resection else None,
+        resection_text=mappings.match_text("resection", text),
+        text_segments=frozenset(segments_in_text(text)),
+        liver_text=_LIVER_TEXT.search(text) is not None,
+        y90=frozenset(match.cls for match in mappings.match_codings("y90", codings(code))),
+        y90_text=mappings.match_text("y90", text, *displays),
+        transplant=mappings.classify("transplant", code),
+        relevant=any(mappings.classify(name, code) for name in ("resection", "y90", "transplant")),
+    )
+
+
 def map_procedure(resource: Procedure, ctx: MapContext) -> None:
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
@@ -72,17 +105,16 @@ def map_procedure(resource: Procedure, ctx: MapContext) -> None:
         ctx.skip(patient, "entered-in-error_dropped", "status")
         return
     ctx.contact(patient, day)
+    code = ctx.mappings.read_code(resource.code, _read_code)
     completed = status in _DONE or (status == "in-progress" and _has_end(resource))
     if not completed:
-        if _is_relevant(resource, ctx):
+        if code.relevant:
             ctx.skip(patient, f"procedure_{status}_dropped", f"status={status}")
         return
-    code = resource.code
-    text = (code.text if code else None) or ""
-    segments = _segments(resource, text, ctx)
-    _map_resection(patient, resource, day, segments, text, ctx)
-    _map_y90(patient, resource, day, ctx)
-    for match in ctx.mappings.classify("transplant", code):
+    segments = _segments(resource, code, ctx)
+    _map_resection(patient, resource, day, segments, code, ctx)
+    _map_y90(patient, resource, day, code, ctx)
+    for match in code.transplant:
         ctx.fact(patient, "transplant", match.cls, day, match)
 
 
@@ -90,39 +122,24 @@ def _map_resection(
     patient: str,
     resource: Procedure,
     day: FhirDate | None,
-    segments: set[int],
-    text: str,
+    segments: frozenset[int],
+    code: _Code,
     ctx: MapContext,
 ) -> None:
-    code = resource.code
-    matches = ctx.mappings.match_codings("resection", codings(code))
-    if not matches:
-        # Text alone counts only with liver context: "wedge resection" may be a lung's.
-        text_match = ctx.mappings.match_text("resection", text)
-        if text_match and (
-            segments or _LIVER_TEXT.search(text) or has_liver_site(resource.bodySite, ctx)
-        ):
-            matches = [text_match]
-    if matches:
-        match = matches[0]
+    match = code.resection
+    # Text alone counts only with liver context: "wedge resection" may be a lung's.
+    if match is None and code.resection_text is not None:
+        liver = segments or code.liver_text or has_liver_site(resource.bodySite, ctx)
+        match = code.resection_text if liver else None
+    if match is not None:
         kind = _KINDS.get(match.cls, "resection")
-        ctx.fact(
-            patient,
-            kind,
-            match.cls,
-            day,
-            match,
-            segments=frozenset(segments),
-            text=text or None,
-        )
+        ctx.fact(patient, kind, match.cls, day, match, segments=segments, text=code.text or None)
 
 
-def _map_y90(patient: str, resource: Procedure, day: FhirDate | None, ctx: MapContext) -> None:
-    code = resource.code
-    text = (code.text if code else None) or ""
-    classes = {match.cls for match in ctx.mappings.match_codings("y90", codings(code))}
-    texts = [text, *(coding.display for coding in codings(code))]
-    by_text = ctx.mappings.match_text("y90", *texts)
+def _map_y90(
+    patient: str, resource: Procedure, day: FhirDate | None, code: _Code, ctx: MapContext
+) -> None:
+    classes, by_text = code.y90, code.y90_text
     if by_text is not None and by_text.cls == "workup":
         return  # a mapping angiogram or dose planning is not treatment
     if "workup" in classes and not classes & {"y90", "radiotherapy_course"}:
@@ -154,13 +171,13 @@ def _sirt_technique(resource: Procedure, ctx: MapContext) -> bool:
     return {"radiopharmaceutical_modality", "intravascular_technique"} <= found
 
 
-def _segments(resource: Procedure, text: str, ctx: MapContext) -> set[int]:
+def _segments(resource: Procedure, code: _Code, ctx: MapContext) -> frozenset[int]:
     found = {
         _ROMAN[match.cls]
         for match in ctx.mappings.match_codings("liver_segments", all_codings(resource.bodySite))
         if match.cls in _ROMAN
     }
-    return found | segments_in_text(text)
+    return code.text_segments | found
 
 
 def segments_in_text(text: str) -> set[int]:
@@ -188,10 +205,3 @@ def segments_in_text(text: str) -> set[int]:
 def _has_end(resource: Procedure) -> bool:
     period: Period | None = getattr(resource, "performedPeriod", None)
     return bool(period and period.end)
-
-
-def _is_relevant(resource: Procedure, ctx: MapContext) -> bool:
-    code = resource.code
-    return any(
-        ctx.mappings.classify(concept, code) for concept in ("resection", "y90", "transplant")
-    )
