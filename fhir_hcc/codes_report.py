@@ -49,7 +49,7 @@ from fhir_hcc.mappers.context import extension_values
 from fhir_hcc.mappers.reading import Reader
 from fhir_hcc.mappings import Mappings
 from fhir_hcc.problems import ProblemSink
-from fhir_hcc.sources import FileSource, Metered, ReadProgress, Source
+from fhir_hcc.sources import FileSource, InTurn, ReadProgress, Source
 
 GROUPS = ("unmapped-local", "unmapped-standard", "text-only", "other-field", "mapped")
 CSV_COLUMNS = (
@@ -195,7 +195,7 @@ def collect_codes(
             "fhir-hcc fixtures capture) and pass the folder"
         )
     files = FileSource(source)
-    reading = Metered(files.parts(), progress) if progress is not None else files
+    reading = InTurn(files.parts(), progress) if progress is not None else files
     return code_rows(source_codes(reading, mappings, sink), mappings)
 
 

@@ -133,18 +133,22 @@ def read_ndjson(path: Path, sink: ProblemSink) -> Iterator[Item]:
 
 class NdjsonSlice:
     """Whole lines of an NDJSON file from byte `start` (a line start) up to `end` (the whole
-    file by default), numbered from 1 within the slice: one worker's share of a large file."""
+    file by default), numbered on from `lines_before` (the lines of the file before the slice,
+    where known): one worker's share of a large file."""
 
-    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self, path: Path, start: int = 0, end: int | None = None, lines_before: int = 0
+    ) -> None:
         self.path, self.start, self.end = path, start, end
+        self.lines_before = lines_before
         self.lines = 0  # lines read, blank ones included: the next slice's numbering offset
 
     def read(self, sink: ProblemSink) -> Iterator[Item]:
-        location = str(self.path)
+        location, before = str(self.path), self.lines_before
         lines = Lines(self.path, self.start, self.end)
         try:
             for number, line in lines:
-                yield line, Origin(location, number)
+                yield line, Origin(location, before + number)
         except UnreadableFile as error:
             sink(InputProblem(Origin(location), None, None, str(error)))
         finally:
@@ -158,19 +162,33 @@ Part = NotData | JsonFile | NdjsonSlice
 ReadProgress = Callable[[int, int], None]
 
 
-class Metered:
-    """The parts of a file source read in turn, reporting progress after each."""
+class InTurn:
+    """Parts read in turn as one source: a file source's parts, or one worker's share of them.
+    A file's lines are numbered on across its slices here, and `lines` counts each file's lines
+    read (a later share of the file numbers on from them); `progress` is told after each part.
+    """
 
-    def __init__(self, parts: list[Part], progress: ReadProgress) -> None:
+    def __init__(self, parts: list[Part], progress: ReadProgress | None = None) -> None:
         self.parts, self.progress = parts, progress
+        self.lines: dict[str, int] = {}
+
+    @property
+    def size(self) -> int:
+        return sum(part_size(part) for part in self.parts)
 
     def read(self, sink: ProblemSink) -> Iterator[Item]:
-        sizes = [part_size(part) for part in self.parts]
-        done, total = 0, sum(sizes)
-        for part, size in zip(self.parts, sizes, strict=True):
-            yield from part.read(sink)
-            done += size
-            self.progress(done, total)
+        done, total = 0, self.size
+        for part in self.parts:
+            if isinstance(part, NdjsonSlice):
+                location = str(part.path)
+                part = NdjsonSlice(part.path, part.start, part.end, self.lines.get(location, 0))
+                yield from part.read(sink)
+                self.lines[location] = part.lines_before + part.lines
+            else:
+                yield from part.read(sink)
+            done += part_size(part)
+            if self.progress is not None:
+                self.progress(done, total)
 
 
 def part_size(part: Part) -> int:
@@ -201,6 +219,23 @@ def partitions(source: FileSource, chunk_bytes: int) -> list[Part]:
         ends = [*starts[1:], size]
         parts += [NdjsonSlice(part.path, a, b) for a, b in zip(starts, ends, strict=True)]
     return parts
+
+
+def shares_of(parts: list[Part], share_bytes: int) -> list[InTurn]:
+    """Consecutive parts grouped into shares of at least `share_bytes` (the last one may be
+    smaller), in reading order: what one worker reads at a time."""
+    found: list[InTurn] = []
+    current: list[Part] = []
+    size = 0
+    for part in parts:
+        current.append(part)
+        size += part_size(part)
+        if size >= share_bytes:
+            found.append(InTurn(current))
+            current, size = [], 0
+    if current:
+        found.append(InTurn(current))
+    return found
 
 
 def read_json(path: Path, sink: ProblemSink) -> Iterator[Item]:

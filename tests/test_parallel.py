@@ -10,7 +10,7 @@ import fhir_hcc
 from fhir_hcc.cohort import collect, derive_cohort
 from fhir_hcc.cohort.build import collect_parallel
 from fhir_hcc.config import CohortConfig
-from fhir_hcc.sources import FileSource, NdjsonSlice, partitions
+from fhir_hcc.sources import FileSource, InTurn, NdjsonSlice, partitions, shares_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "salvage2004"
 
@@ -46,11 +46,19 @@ def test_slices_cover_every_line_once(export: Path) -> None:
     assert lines == expected
 
 
-def test_parallel_equals_sequential(export: Path) -> None:
+def _shares(export: Path, chunk_bytes: int, share_bytes: int) -> list[InTurn]:
+    return shares_of(partitions(FileSource(export), chunk_bytes), share_bytes)
+
+
+# Shares of one slice each; of several slices of one file (numbered on within the share, and
+# from the earlier shares' lines); of several whole files.
+@pytest.mark.parametrize("chunk_bytes,share_bytes", [(50_000, 1), (50_000, 120_000), (10**9, 1)])
+def test_parallel_equals_sequential(export: Path, chunk_bytes: int, share_bytes: int) -> None:
     mappings, config = fhir_hcc.load_mappings(), CohortConfig()
     sequential = derive_cohort(collect(FileSource(export), mappings, config), config)
-    parts = partitions(FileSource(export), chunk_bytes=50_000)
-    parallel = derive_cohort(collect_parallel(parts, mappings, config, workers=2), config)
+    shares = _shares(export, chunk_bytes, share_bytes)
+    assert len(shares) > 1
+    parallel = derive_cohort(collect_parallel(shares, mappings, config, workers=2), config)
     pd.testing.assert_frame_equal(sequential.table, parallel.table)
     assert sequential.flow == parallel.flow
     assert len(sequential.table) == 49
@@ -83,24 +91,24 @@ def test_workers_are_spawned_where_fork_is_missing(
     mappings, config = fhir_hcc.load_mappings(), CohortConfig()
     sequential = derive_cohort(collect(FileSource(export), mappings, config), config)
     monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])
-    parts = partitions(FileSource(export), chunk_bytes=500_000)
-    spawned = derive_cohort(collect_parallel(parts, mappings, config, workers=2), config)
+    shares = _shares(export, 500_000, 500_000)
+    spawned = derive_cohort(collect_parallel(shares, mappings, config, workers=2), config)
     pd.testing.assert_frame_equal(sequential.table, spawned.table)
     assert sequential.flow == spawned.flow
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_reports_every_byte_once(export: Path, workers: int) -> None:
-    """Progress rises to the size of the whole input, by parts (files, or slices of them)."""
+    """Progress rises to the size of the whole input, by files (one process) or shares."""
     seen: list[tuple[int, int]] = []
     total = sum(path.stat().st_size for path in FileSource(export).files())
-    parts = partitions(FileSource(export), chunk_bytes=50_000)
+    shares = _shares(export, 50_000, 120_000)
     config = CohortConfig()
     if workers == 1:
         fhir_hcc.build_cohort(export, workers=1, progress=lambda *done: seen.append(done))
     else:
-        collect_parallel(parts, fhir_hcc.load_mappings(), config, 2, lambda *d: seen.append(d))
+        collect_parallel(shares, fhir_hcc.load_mappings(), config, 2, lambda *d: seen.append(d))
     dones = [done for done, _ in seen]
     assert dones == sorted(dones) and dones[-1] == total
     assert {all_bytes for _, all_bytes in seen} == {total}
-    assert len(seen) == (len(FileSource(export).parts()) if workers == 1 else len(parts))
+    assert len(seen) == (len(FileSource(export).parts()) if workers == 1 else len(shares))

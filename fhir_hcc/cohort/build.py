@@ -30,12 +30,11 @@ from fhir_hcc.problems import InputProblem, Origin, ProblemSink
 from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
-    Metered,
-    Part,
+    InTurn,
     ReadProgress,
     Source,
-    part_size,
     partitions,
+    shares_of,
 )
 
 log = logging.getLogger(__name__)
@@ -80,13 +79,13 @@ def build_cohort(
     if is_server_url(source):  # searched for the codes of the mappings in use, site codes too
         server_options = {"search_codes": mappings.search_codes(), **(server_options or {})}
     opened = open_source(source, **(server_options or {}))
-    parts = _parts(opened, workers) if not strict else []
-    if len(parts) > 1:
-        workers = workers or _default_workers()
-        collected = collect_parallel(parts, mappings, config, workers, progress)
+    workers = workers or _default_workers()
+    shares = _shares(opened, workers) if not strict else []
+    if len(shares) > 1:
+        collected = collect_parallel(shares, mappings, config, workers, progress)
     else:
         if progress is not None and isinstance(opened, FileSource):
-            opened = Metered(opened.parts(), progress)
+            opened = InTurn(opened.parts(), progress)
         collected = collect(opened, mappings, config, strict=strict)
     result = derive_cohort(collected, config)
     case_list = getattr(opened, "case_list", None)  # a server source's case-list resolution
@@ -139,47 +138,51 @@ def _check_structure(line: bytes, origin: Origin, sink: ProblemSink) -> None:
 
 # Below this much NDJSON, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 2**20
+# A share's progress is reported when it is done: a few seconds of reading at most.
+SHARE_MAX_BYTES = 512 * 2**20
 
 
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def _parts(source: Source, workers: int | None) -> list[Part]:
-    """Independent parts of a large file source; [] when one process should read it all."""
-    workers = workers or _default_workers()
+def _shares(source: Source, workers: int) -> list[InTurn]:
+    """The shares of a large file source its workers read; [] when one process should read it
+    all. Each worker reads about three: every share's facts are sent back to this process
+    (fewer shares send less), and the shares left at the end keep both workers busy."""
     if workers < 2 or not isinstance(source, FileSource):
         return []
     total = sum(path.stat().st_size for path in source.files())
     if total < PARALLEL_MIN_BYTES:
         return []
-    return partitions(source, max(total // (workers * 8), 16 * 2**20))
+    share_bytes = min(max(total // (workers * 3), 16 * 2**20), SHARE_MAX_BYTES)
+    return shares_of(partitions(source, share_bytes), share_bytes)
 
 
 def collect_parallel(
-    parts: list[Part],
+    shares: list[InTurn],
     mappings: Mappings,
     config: CohortConfig,
     workers: int,
     progress: ReadProgress | None = None,
 ) -> Collected:
-    """`collect` over parts in worker processes, merged in reading order: the same result,
-    line numbers of problems included, as one process reading the parts in turn."""
+    """`collect` over shares of a source in worker processes, merged in reading order: the
+    same result, line numbers of problems included, as one process reading them in turn."""
     # fork shares the loaded mappings for free; spawn (Windows, macOS) pickles them to each worker.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     collected = Collected()
-    lines_before: dict[str, int] = {}
-    sizes = [part_size(part) for part in parts]
+    lines_before: Counter[str] = Counter()  # of each file, in the shares merged so far
+    sizes = [share.size for share in shares]
     done, total = 0, sum(sizes)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        jobs = [(part, mappings, config) for part in parts]
-        results = pool.map(_collect_part, jobs)
-        for part, size, (found, lines) in zip(parts, sizes, results, strict=True):
-            location = str(part.path)
-            offset = lines_before.get(location, 0)
-            found.problems = [problem.shifted(offset) for problem in found.problems]
-            lines_before[location] = offset + lines
+        jobs = [(share, mappings, config) for share in shares]
+        results = pool.map(_collect_share, jobs)
+        for size, (found, lines) in zip(sizes, results, strict=True):
+            found.problems = [
+                problem.shifted(lines_before[problem.origin.location]) for problem in found.problems
+            ]
+            lines_before.update(lines)
             collected.merge(found)
             done += size
             if progress is not None:
@@ -187,10 +190,10 @@ def collect_parallel(
     return collected
 
 
-def _collect_part(job: tuple[Part, Mappings, CohortConfig]) -> tuple[Collected, int]:
-    part, mappings, config = job
-    found = collect(part, mappings, config)
-    return found, getattr(part, "lines", 0)
+def _collect_share(job: tuple[InTurn, Mappings, CohortConfig]) -> tuple[Collected, dict[str, int]]:
+    share, mappings, config = job
+    found = collect(share, mappings, config)
+    return found, share.lines
 
 
 def derive_cohort(collected: Collected, config: CohortConfig) -> CohortResult:
