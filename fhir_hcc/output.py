@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pandas as pd
 
 from fhir_hcc.cohort import CohortResult
 from fhir_hcc.contract import for_parquet
 from fhir_hcc.errors import FhirHccError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
@@ -11,10 +12,9 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pandas as pd
 
 from fhir_hcc.cohort.derive import FLOW_STEPS, PatientResult, derive_patient
 from fhir_hcc.cohort.evidence import merge_replaced_patients, prepare
@@ -36,6 +36,9 @@ from fhir_hcc.sources import (
     partitions,
     shares_of,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +114,9 @@ def collect(
         log.warning("%s", problem)
         problems.append(problem)
 
-    ctx = mapping_context(mappings, collected, sink, config.zone())
+    map_item = mapping_context(mappings, collected, sink, config.zone()).map
     for line, origin in source.read(sink):
-        ctx.map(line, origin)  # a shape problem stops a strict run with the lenient run's message
+        map_item(line, origin)  # a shape problem stops a strict run with the lenient run's message
         if strict:  # then the whole R4 structure: a strict run finishes only on valid resources
             _check_structure(line, origin, sink)
     collected.problems = problems
@@ -178,6 +181,8 @@ def collect_parallel(
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         jobs = [(share, mappings, config) for share in shares]
         results = pool.map(_collect_share, jobs)
+        # Nothing comes back before a share is read: the tables' library is loaded meanwhile.
+        importlib.import_module("pandas")
         for size, (found, lines) in zip(sizes, results, strict=True):
             found.problems = [
                 problem.shifted(lines_before[problem.origin.location]) for problem in found.problems
@@ -226,6 +231,8 @@ def derive_patients(
 
 def cohort_table(included: Iterable[PatientResult]) -> pd.DataFrame:
     """The cohort table of the included patients, in the order given (patient id order)."""
+    import pandas as pd  # lazy: loaded while the workers read (collect_parallel)
+
     rows = [_row(result) for result in included]
     return as_types(pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS]))
 
@@ -234,6 +241,8 @@ def qc_table(notes: Iterable[Note], problems: list[InputProblem]) -> pd.DataFram
     """qc.csv: the notes by patient, rule, source and detail, an order that does not depend on
     how the input was split for reading (worker processes, Spark tasks), then the input
     problems in reading order (file, line)."""
+    import pandas as pd
+
     rows = sorted((note.patient, note.rule, note.source, note.detail) for note in notes)
     rows += [(p.patient or "", _problem_rule(p), p.resource or "", str(p)) for p in problems]
     return pd.DataFrame(rows, columns=list(QC_COLUMNS))

@@ -62,31 +62,28 @@ class Lines:
         self.count = 0
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        try:
-            with open_ndjson(self.path) as handle:
-                if self.start:
-                    handle.seek(self.start)
-                yield from self._lines(handle)
-        except _inflater()[1] as error:
-            raise UnreadableFile(f"cannot read file: {error}") from None
-
-    def _lines(self, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
-        # The hot loop of every file read: local names only, the count written back at the end.
+        # The hot loop of every file read, in one frame: local names only, the count written
+        # back at the end.
         ranged = self.end is not None
         left = (self.end or 0) - self.start
         number = 0
         try:
-            for line in handle:
-                if ranged:
-                    if left <= 0:
-                        return
-                    left -= len(line)
-                number += 1
-                if number == 1 and self.start == 0:
-                    line = line.removeprefix(codecs.BOM_UTF8)
-                # The first-byte test spares a strip of every ordinary line.
-                if line[:1] == b"{" or line.strip():
-                    yield number, line
+            with open_ndjson(self.path) as handle:
+                if self.start:
+                    handle.seek(self.start)
+                for line in handle:
+                    if ranged:
+                        if left <= 0:
+                            return
+                        left -= len(line)
+                    number += 1
+                    if number == 1 and self.start == 0:
+                        line = line.removeprefix(codecs.BOM_UTF8)
+                    # The first-byte test spares a strip of every ordinary line.
+                    if line[:1] == b"{" or line.strip():
+                        yield number, line
+        except _inflater()[1] as error:
+            raise UnreadableFile(f"cannot read file: {error}") from None
         finally:
             self.count = number
 

@@ -82,22 +82,20 @@ _ID = re.compile(r"[^/?#\s]+")
 # longer, as Epic's are). Anything else is "?", so a value never reaches a log line.
 _SHOWN_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 _SHOWN_ID = re.compile(r"[A-Za-z0-9\-._]{1,200}")
+_shown_id, _shown_type = _SHOWN_ID.fullmatch, _SHOWN_TYPE.fullmatch  # label() names every source
 
 
 def label(resource_type: object, resource_id: object) -> str:
     """`Type/id` of a resource for messages and provenance, `?` for a part that is not a name."""
-    return f"{shown_type(resource_type)}/{resource_id if _fits(_SHOWN_ID, resource_id) else '?'}"
+    shown_id = resource_id if isinstance(resource_id, str) and _shown_id(resource_id) else "?"
+    return f"{shown_type(resource_type)}/{shown_id}"
 
 
 def shown_type(resource_type: object) -> str:
     """A resource type as a message may show it: a type name, else `?`."""
-    if isinstance(resource_type, str) and _SHOWN_TYPE.fullmatch(resource_type):
+    if isinstance(resource_type, str) and _shown_type(resource_type):
         return resource_type
     return "?"
-
-
-def _fits(grammar: re.Pattern[str], value: object) -> bool:
-    return isinstance(value, str) and grammar.fullmatch(value) is not None
 
 
 def _is_id(text: str) -> bool:

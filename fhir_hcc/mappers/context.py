@@ -116,6 +116,28 @@ class MapContext:
                 return None
         return None
 
+    def contact_only(self, resource: Resource) -> bool:
+        """The short way of a resource that adds only a contact (most of an export: routine labs
+        read for their date only). With a Patient subject and a full date in its first dated
+        choice element, the contact is recorded; anything else returns False having done
+        nothing, for the mapper's full way to read and report."""
+        reference = getattr(resource, "subject", None)
+        text = getattr(resource, resource.DATED[0]) if resource.DATED else None
+        if reference is None or text is None:
+            return False
+        target = parse_reference(reference.reference or "")
+        if target is None or target.type != "Patient":
+            return False
+        try:
+            day = parse_date(text, self.zone)
+        except ValueError:
+            return False
+        if day.precision != "day":
+            return False
+        self.patient = target.id
+        self.contact(target.id, day)
+        return True
+
     # -- references --------------------------------------------------------------------------
     def patient_id(self, resource: Resource, *fields: str) -> str | None:
         """The Patient id a resource belongs to; a missing or foreign subject is reported."""

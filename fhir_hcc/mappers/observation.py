@@ -96,6 +96,9 @@ def needs_reading_whole(mappings: Mappings) -> Callable[[ObservationDate], bool]
 
 
 def map_observation(resource: ObservationDate, ctx: MapContext) -> None:
+    routine = not isinstance(resource, Observation)  # read for its date only
+    if routine and resource.status not in DROPPED_STATUSES and ctx.contact_only(resource):
+        return  # the short way: a contact, nothing to report
     patient = ctx.patient_id(resource, "subject", "patient")
     if patient is None:
         return
@@ -105,7 +108,7 @@ def map_observation(resource: ObservationDate, ctx: MapContext) -> None:
         return
     ctx.contact(patient, day)
     if not isinstance(resource, Observation):
-        return  # read for its date only (needs_reading_whole)
+        return
     index = ctx.mappings.index(_OBSERVATION_CONCEPTS)
     normalise = ctx.mappings.normalise
     for coding in codings(resource.code):
