@@ -44,7 +44,7 @@ from fhir_hcc.server.caselist import Population
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.progress import NoProgress
-from fhir_hcc.server.pull import Plan, Puller, apply_profile
+from fhir_hcc.server.puller import Plan, Puller, apply_profile
 from fhir_hcc.server.writer import NdjsonWriter
 
 KEY_ENV = "FHIR_HCC_CAPTURE_KEY"

@@ -94,4 +94,25 @@ def test_import_fhir_hcc_loads_neither_pandas_nor_the_stages() -> None:
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert output.stdout.strip() == "['fhir_hcc']"
+    assert output.stdout.strip() == "['fhir_hcc', 'fhir_hcc._lazy']"
+
+
+def test_reading_files_loads_no_http_client() -> None:
+    """Building a command's flags (the server package's options, not its client) loads no
+    httpx, and the server package's public names are the functions and classes, however its
+    modules were imported before."""
+    code = (
+        "import sys\n"
+        "from fhir_hcc.cli import arguments\n"
+        "arguments.add_client_arguments(arguments.argparse.ArgumentParser())\n"
+        "print('httpx' in sys.modules)\n"
+        "import fhir_hcc.server.puller, fhir_hcc.server.source\n"
+        "import fhir_hcc.server as server\n"
+        "print(*(type(getattr(server, name)).__name__ for name in server.__all__))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    httpx_loaded, kinds = output.stdout.splitlines()
+    assert httpx_loaded == "False"
+    assert "module" not in kinds.split()

@@ -1,6 +1,6 @@
 """`fhir-hcc pull URL --out DIR [--bulk]`: the cohort's resources as NDJSON plus a manifest.
 
-Without `--bulk` the search plan of `fhir_hcc.server.pull` runs; with it, a Bulk Data `$export`
+Without `--bulk` the search plan of `fhir_hcc.server.puller` runs; with it, a Bulk Data `$export`
 (`fhir_hcc.server.bulk`) whose output the same NDJSON reader takes.
 """
 
@@ -22,7 +22,7 @@ from fhir_hcc.cli.arguments import (
 )
 from fhir_hcc.errors import ConfigError, ExitCode
 from fhir_hcc.server.bulk import ExportRequest, bulk_export, type_filters
-from fhir_hcc.server.pull import pull
+from fhir_hcc.server.puller import pull
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -62,7 +62,7 @@ from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.output import read_manifest
 from fhir_hcc.server.profile import Profile
 from fhir_hcc.server.progress import NoProgress, Progress
-from fhir_hcc.server.pull import Plan, Puller, apply_profile, run_pull
+from fhir_hcc.server.puller import Plan, Puller, apply_profile, run_pull
 from fhir_hcc.server.writer import NdjsonWriter
 from fhir_hcc.sources import Item, Origin, ProblemSink
 

@@ -59,7 +59,7 @@ from fhir_hcc.server.output import (
 )
 from fhir_hcc.server.profile import Profile
 from fhir_hcc.server.progress import NoProgress, Progress
-from fhir_hcc.server.pull import MEDICATION_USE_TYPES, Plan, Puller, apply_profile
+from fhir_hcc.server.puller import MEDICATION_USE_TYPES, Plan, Puller, apply_profile
 from fhir_hcc.server.writer import NdjsonWriter
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import AuthError
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.profile import Profile
-from fhir_hcc.server.pull import (
+from fhir_hcc.server.puller import (
     CANDIDATE_TYPES,
     CODE_FILTERED_TYPES,
     POPULATION_OPTIONS,

@@ -16,7 +16,7 @@ from typing import Any
 from fhir_hcc.server.caselist import Population
 from fhir_hcc.server.options import ClientOptions
 from fhir_hcc.server.progress import Progress
-from fhir_hcc.server.pull import pull
+from fhir_hcc.server.puller import pull
 from fhir_hcc.sources import Item, ProblemSink, read_ndjson
 
 

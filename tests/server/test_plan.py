@@ -15,7 +15,7 @@ from fhir_hcc.errors import ConfigError
 from fhir_hcc.server.caselist import Population, group, read_identifiers, read_patients
 from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import IncompleteDataError, ServerUnreachableError
-from fhir_hcc.server.pull import CaseListRequired, apply_profile, pull
+from fhir_hcc.server.puller import CaseListRequired, apply_profile, pull
 from server.conftest import fast_options
 from server.fake_fhir import BASE, FakeFhirServer
 from server.test_pull import EXPECTED, LONG_ID, SEARCH_CODES, pulled_ids, registry

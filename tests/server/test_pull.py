@@ -16,7 +16,7 @@ from fhir_hcc.server.client import FhirClient
 from fhir_hcc.server.errors import IncompleteDataError
 from fhir_hcc.server.options import AuthOptions
 from fhir_hcc.server.output import iso_timestamp
-from fhir_hcc.server.pull import pull, run_pull
+from fhir_hcc.server.puller import pull, run_pull
 from server.conftest import fast_options
 from server.fake_fhir import BASE, FakeFhirServer
 
