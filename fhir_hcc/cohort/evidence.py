@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 from msgspec import structs
 
@@ -96,34 +97,58 @@ def _drop_repeated_sources(facts: list[Fact]) -> list[Fact]:
 
 def _collapse(kind: str, facts: list[Fact], evidence: Evidence) -> list[Fact]:
     """One fact per event: same kind and class on the same date (±1 day for procedures)."""
-    tolerance = 1 if kind in _ONE_DAY_TOLERANCE else 0
-    kept: list[Fact] = []
+    events = _Events(kind)
     for fact in sorted(facts, key=_sort_key):
-        twin = next((k for k in kept if _same_event(k, fact, tolerance)), None)
+        twin = events.twin(fact)
         if twin is None:
-            kept.append(fact)
+            events.add(fact)
             continue
         if twin.source != fact.source:
             evidence.note("duplicate_collapsed", fact.source, f"same {kind} as {twin.source}")
         if kind == "resection":  # one operation: the union of the segments documented
             segments = twin.get("segments", frozenset()) | fact.get("segments", frozenset())
             twin.data = {**(twin.data or {}), "segments": segments}
-    return kept
+    return events.kept
 
 
 def _sort_key(fact: Fact) -> tuple[date, str]:
     return (fact.date.day if fact.date else date.min, fact.source)
 
 
-def _same_event(first: Fact, second: Fact, tolerance: int) -> bool:
-    # Two codes for one operation may disagree (the segments decide); other facts are the same
-    # event only when read from the same code.
-    same_code = first.kind == "resection" or (first.value, first.via) == (second.value, second.via)
-    identifier = first.get("identifier")
-    if identifier and identifier == second.get("identifier") and first.kind == second.kind:
-        return True
-    if not same_code or first.date is None or second.date is None:
-        return False
-    return (
-        abs((first.date.day - second.date.day).days) <= tolerance and first.source != second.source
-    )
+class _Events:
+    """The facts of one kind kept as events so far, looked up by what makes a later fact the
+    same event: its business identifier, or its code (two codes for one operation may
+    disagree: the segments decide) on a date within the tolerance, from another resource."""
+
+    def __init__(self, kind: str) -> None:
+        self.kept: list[Fact] = []
+        self._resection = kind == "resection"
+        self._tolerance = 1 if kind in _ONE_DAY_TOLERANCE else 0
+        self._by_identifier: dict[Any, int] = {}
+        self._by_day: defaultdict[tuple[Any, ...], list[int]] = defaultdict(list)
+
+    def twin(self, fact: Fact) -> Fact | None:
+        """The first fact kept that `fact` is the same event as."""
+        found = []
+        identifier = fact.get("identifier")
+        if identifier and identifier in self._by_identifier:
+            found.append(self._by_identifier[identifier])
+        if fact.date is not None:
+            for offset in range(-self._tolerance, self._tolerance + 1):
+                key = self._key(fact, fact.date.day + timedelta(days=offset))
+                found += [
+                    i for i in self._by_day.get(key, ()) if self.kept[i].source != fact.source
+                ]
+        return self.kept[min(found)] if found else None
+
+    def add(self, fact: Fact) -> None:
+        index = len(self.kept)
+        self.kept.append(fact)
+        identifier = fact.get("identifier")
+        if identifier:
+            self._by_identifier.setdefault(identifier, index)
+        if fact.date is not None:
+            self._by_day[self._key(fact, fact.date.day)].append(index)
+
+    def _key(self, fact: Fact, day: date) -> tuple[Any, ...]:
+        return (day,) if self._resection else (fact.value, fact.via, day)
