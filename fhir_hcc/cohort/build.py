@@ -8,7 +8,7 @@ import logging
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from fhir_hcc.r4b_check import validation_errors
 from fhir_hcc.sources import (
     FileSource,
     InTurn,
+    Item,
     ReadProgress,
     Source,
     partitions,
@@ -114,13 +115,20 @@ def collect(
         log.warning("%s", problem)
         problems.append(problem)
 
-    map_item = mapping_context(mappings, collected, sink, config.zone()).map
-    for line, origin in source.read(sink):
-        map_item(line, origin)  # a shape problem stops a strict run with the lenient run's message
-        if strict:  # then the whole R4 structure: a strict run finishes only on valid resources
-            _check_structure(line, origin, sink)
+    items = source.read(sink)
+    ctx = mapping_context(mappings, collected, sink, config.zone())
+    ctx.map(_checked(items, sink) if strict else items)
     collected.problems = problems
     return collected
+
+
+def _checked(items: Iterable[Item], sink: ProblemSink) -> Iterator[Item]:
+    """The items, each checked against the whole R4 structure once it has been mapped (a strict
+    run finishes only on valid resources; a shape problem stops it first, with the message a
+    lenient run gives)."""
+    for line, origin in items:
+        yield line, origin
+        _check_structure(line, origin, sink)
 
 
 def _check_structure(line: bytes, origin: Origin, sink: ProblemSink) -> None:
