@@ -15,6 +15,7 @@ from fhir_hcc.fhir.datatypes import (
     with_choices,
 )
 from fhir_hcc.mappers.context import MapContext, codings
+from fhir_hcc.mappings import Mappings
 
 _DROPPED = {"entered-in-error", "cancelled"}
 
@@ -80,9 +81,12 @@ def map_diagnostic_report(resource: DiagnosticReport, ctx: MapContext) -> None:
         return
     day = ctx.choice_date(resource, patient)
     ctx.contact(patient, day)
-    is_pathology = any(
-        match.cls == "pathology_report"
-        for match in ctx.mappings.match_codings("pathology", codings(resource.code))
-    )
+    is_pathology = ctx.mappings.read_code(resource.code, _is_pathology_report)
     if is_pathology and ctx.mappings.match_text("pathology", resource.conclusion):
         ctx.fact(patient, "necrosis", "complete", day, "pathology report conclusion text")
+
+
+def _is_pathology_report(code: CodeableConcept | None, mappings: Mappings) -> bool:
+    """Whether a report's code is a pathology report's (read once per spelling of the code)."""
+    matches = mappings.match_codings("pathology", codings(code))
+    return any(match.cls == "pathology_report" for match in matches)
