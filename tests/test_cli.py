@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from interpreter import python_output
 
 from fhir_hcc import __version__
 from fhir_hcc.cli import COMMANDS, main, parse
@@ -118,9 +119,7 @@ def test_help_imports_no_command_module_and_no_pandas() -> None:
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(*sorted(m for m in sys.modules if m.startswith(('fhir_hcc', 'pandas'))))"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    output = python_output(code)
     assert "lint-mappings" in output  # every command is listed...
     # ...from the table in fhir_hcc.cli, without loading any command or the library.
     loaded = output.splitlines()[-1].split()
@@ -286,7 +285,4 @@ def test_analyze_is_exposed_lazily() -> None:
         "import sys, fhir_hcc; before = 'lifelines' in sys.modules; fhir_hcc.analyze; "
         "print(before, 'lifelines' in sys.modules or 'fhir_hcc.analysis' in sys.modules)"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert output.stdout.split() == ["False", "True"]
+    assert python_output(code).split() == ["False", "True"]

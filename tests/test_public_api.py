@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import subprocess
-import sys
 from typing import Any
+
+from interpreter import python_output
 
 import fhir_hcc
 from fhir_hcc.cohort import PatientResult
@@ -91,10 +91,7 @@ def test_import_fhir_hcc_loads_neither_pandas_nor_the_stages() -> None:
         "import sys, fhir_hcc\n"
         "print(sorted(m for m in sys.modules if m.startswith(('fhir_hcc', 'pandas'))))"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert output.stdout.strip() == "['fhir_hcc', 'fhir_hcc._lazy']"
+    assert python_output(code).strip() == "['fhir_hcc', 'fhir_hcc._lazy']"
 
 
 def test_reading_files_loads_no_http_client() -> None:
@@ -110,9 +107,6 @@ def test_reading_files_loads_no_http_client() -> None:
         "import fhir_hcc.server as server\n"
         "print(*(type(getattr(server, name)).__name__ for name in server.__all__))"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    httpx_loaded, kinds = output.stdout.splitlines()
+    httpx_loaded, kinds = python_output(code).splitlines()
     assert httpx_loaded == "False"
     assert "module" not in kinds.split()
