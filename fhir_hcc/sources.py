@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterator, Sequence
+from itertools import accumulate
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
@@ -177,8 +178,10 @@ class InTurn:
         return sum(part_size(part) for part in self.parts)
 
     def read(self, sink: ProblemSink) -> Iterator[Item]:
-        done, total = 0, self.size
-        for part in self.parts:
+        # For progress, the sizes as listed: a file that goes while it is read is a problem
+        # reported by its reader, not an error here.
+        reached = list(accumulate(map(part_size, self.parts))) if self.progress else []
+        for index, part in enumerate(self.parts):
             if isinstance(part, NdjsonSlice):
                 location = str(part.path)
                 part = NdjsonSlice(part.path, part.start, part.end, self.lines.get(location, 0))
@@ -186,9 +189,8 @@ class InTurn:
                 self.lines[location] = part.lines_before + part.lines
             else:
                 yield from part.read(sink)
-            done += part_size(part)
             if self.progress is not None:
-                self.progress(done, total)
+                self.progress(reached[index], reached[-1])
 
 
 def part_size(part: Part) -> int:

@@ -199,3 +199,15 @@ def test_facts_collapse_to_the_first_twin_kept(kind: str, facts: list[Fact]) -> 
         for source, twin in expected
         if twin is not None and twin != source
     ]
+
+
+@pytest.mark.parametrize("day", [date.min, date.max])
+def test_facts_at_the_calendars_ends_collapse(day: date) -> None:
+    """9999-12-31 and 0001-01-01 ("unknown" sentinels some systems write) have no day beyond
+    them: the one-day tolerance of procedures stops at the calendar's end."""
+    facts = [
+        Fact("transplant", "liver", FhirDate(day), f"Procedure/{n}", "cpt|47135") for n in (1, 2)
+    ]
+    evidence = Evidence(PatientFacts("p"), {})
+    assert [fact.source for fact in _collapse("transplant", facts, evidence)] == ["Procedure/1"]
+    assert [note.detail for note in evidence.notes] == ["same transplant as Procedure/1"]

@@ -8,7 +8,7 @@ import orjson
 from fhir_hcc.inputs import open_source
 from fhir_hcc.mappers import SCHEMAS
 from fhir_hcc.mappers.reading import Reader
-from fhir_hcc.sources import FileSource, InputProblem
+from fhir_hcc.sources import FileSource, InputProblem, InTurn
 
 
 def read_all(path: Path) -> tuple[list[dict], list[InputProblem]]:
@@ -129,3 +129,41 @@ def test_hidden_files_are_noted_not_read(tmp_path: Path) -> None:
         ("._Observation.ndjson", "a hidden file, not FHIR: skipped", True),
         ("_partial.json", "a hidden file, not FHIR: skipped", True),
     ]
+
+
+def test_a_line_cut_after_its_type_leaves_the_next_lines_their_own_types(tmp_path: Path) -> None:
+    """The reader tries the last line's type first: a line cut inside its type's string must
+    not make every later line decode as that type (an Observation read as a Condition would
+    report its bodySite as malformed)."""
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "bodySite": {"text": "liver"},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2020-01-01",
+    }
+    (tmp_path / "a.ndjson").write_bytes(b'{"resourceType":"Condition\n' + orjson.dumps(observation))
+    resources, problems = read_all(tmp_path)
+    assert [r["id"] for r in resources] == ["o1"]
+    assert [str(p).split(" (")[0] for p in problems] == [f"{tmp_path}/a.ndjson:1: malformed JSON"]
+
+
+def test_a_file_gone_while_the_source_is_read_is_a_problem_not_an_error(tmp_path: Path) -> None:
+    """Listed, then deleted before it is read (a pull cleaning up, a moved export): its problem
+    is reported and the other files are read, with progress or without, one share or many."""
+    for name in ("a", "b", "c"):
+        write_json(tmp_path / f"{name}.json", {"resourceType": "Patient", "id": name})
+    for progress in (None, lambda done, total: None):
+        parts = FileSource(tmp_path).parts()
+        reading = InTurn(parts, progress)
+        problems: list[InputProblem] = []
+        read = []
+        for item, _ in reading.read(problems.append):
+            read.append(orjson.loads(item)["id"])
+            (tmp_path / "b.json").unlink(missing_ok=True)
+        assert read == ["a", "c"]
+        assert [str(p) for p in problems] == [
+            f"{tmp_path}/b.json: cannot read file: No such file or directory"
+        ]
+        write_json(tmp_path / "b.json", {"resourceType": "Patient", "id": "b"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from msgspec import structs
@@ -134,10 +134,11 @@ class _Events:
         if identifier and identifier in self._by_identifier:
             found.append(self._by_identifier[identifier])
         if fact.date is not None:
-            for offset in range(-self._tolerance, self._tolerance + 1):
-                key = self._key(fact, fact.date.day + timedelta(days=offset))
+            for day in _days_around(fact.date.day, self._tolerance):
                 found += [
-                    i for i in self._by_day.get(key, ()) if self.kept[i].source != fact.source
+                    i
+                    for i in self._by_day.get(self._key(fact, day), ())
+                    if self.kept[i].source != fact.source
                 ]
         return self.kept[min(found)] if found else None
 
@@ -152,3 +153,11 @@ class _Events:
 
     def _key(self, fact: Fact, day: date) -> tuple[Any, ...]:
         return (day,) if self._resection else (fact.value, fact.via, day)
+
+
+def _days_around(day: date, tolerance: int) -> list[date]:
+    """The days within `tolerance` of `day` that a calendar has (9999-12-31, an "unknown"
+    sentinel some systems write, has no day after it)."""
+    low = max(day.toordinal() - tolerance, date.min.toordinal())
+    high = min(day.toordinal() + tolerance, date.max.toordinal())
+    return [date.fromordinal(ordinal) for ordinal in range(low, high + 1)]

@@ -79,7 +79,7 @@ class Reader:
         if not line.startswith(_PREFIX):
             return False
         end = line.find(b'"', len(_PREFIX))
-        name = self._names.get(line[len(_PREFIX) : end])
+        name = self._names.get(line[len(_PREFIX) : end]) if end > 0 else None
         if name is None:
             return False
         self._prefix, self._name = line[: end + 1], name
