@@ -83,15 +83,14 @@ class Mappings:
         self._normalised: dict[tuple[str, str], tuple[str, str]] = {}
         self._by_coding: dict[str, dict[Coding, Match | None]] = {}
         self._by_text: dict[str, dict[str, tuple[int, Match] | None]] = {}
-        self._classified: dict[tuple[str | Coding | None, ...], tuple[Match, ...]] = {}
         self._indexes: dict[tuple[str, ...], dict[tuple[str, str], list[Match]]] = {}
-        self._code_readings: dict[tuple[Any, ...], Any] = {}
+        # Per concept (or mapper's reading) and spelling of a code: classify, read_code.
+        self._by_spelling: dict[tuple[Any, ...], Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Sent to worker processes and Spark executors without what this one has cached.
         state = self.__dict__.copy()
-        names = ("_normalised", "_by_coding", "_by_text", "_classified", "_indexes")
-        for name in (*names, "_code_readings"):
+        for name in ("_normalised", "_by_coding", "_by_text", "_by_spelling", "_indexes"):
             state[name] = {}
         return state
 
@@ -240,15 +239,7 @@ class Mappings:
         """
         if value is None:
             return ()
-        if value.text and len(value.text) > _CACHED_TEXT:
-            return self._classify(concept, value)
-        key = (concept, value.text, *value.coding)
-        found = self._classified.get(key)
-        if found is None:
-            if len(self._classified) > _CACHE_SIZE:
-                self._classified.clear()
-            found = self._classified[key] = self._classify(concept, value)
-        return found
+        return self._per_spelling(concept, value, self._classify, concept, value)
 
     def read_code(
         self,
@@ -258,15 +249,22 @@ class Mappings:
         """What `reading` (a mapper's module-level classification of a code under several
         concepts, a function of the code and the mappings only) makes of a code, worked out
         once per spelling of the code, as `classify` is."""
+        return self._per_spelling(reading, value, reading, value, self)
+
+    def _per_spelling(
+        self, what: object, value: CodeableConcept | None, work: Callable[..., T], *args: Any
+    ) -> T:
+        """`work(*args)`, kept per `what` and spelling of `value` (its text and codings); a value
+        with a long text (free text seldom repeats) is worked out each time."""
         if value is not None and value.text and len(value.text) > _CACHED_TEXT:
-            return reading(value, self)
-        key = (reading,) if value is None else (reading, value.text, *value.coding)
+            return work(*args)
+        key = (what,) if value is None else (what, value.text, *value.coding)
         try:
-            found: T = self._code_readings[key]
+            found: T = self._by_spelling[key]
         except KeyError:
-            if len(self._code_readings) > _CACHE_SIZE:
-                self._code_readings.clear()
-            found = self._code_readings[key] = reading(value, self)
+            if len(self._by_spelling) > _CACHE_SIZE:
+                self._by_spelling.clear()
+            found = self._by_spelling[key] = work(*args)
         return found
 
     def _classify(self, concept: str, value: CodeableConcept) -> tuple[Match, ...]:

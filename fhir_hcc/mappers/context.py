@@ -94,7 +94,7 @@ class MapContext:
         except ValueError:
             self.problem(field, "invalid date")
             return None
-        if parsed.precision != "day" and patient:  # imputed (not the property: the hot path)
+        if parsed.imputed and patient:
             self.collected.note(
                 patient, "partial_date_imputed", self.ref, f"{field}={value} -> {parsed.iso()}"
             )
@@ -135,7 +135,7 @@ class MapContext:
             day = parse_date(text, self.zone)
         except ValueError:
             return False
-        if day.precision != "day":
+        if day.imputed:
             return False
         self.patient = target.id
         self.contact(target.id, day)
@@ -181,9 +181,9 @@ class MapContext:
 
     def contact(self, patient: str, day: FhirDate | None) -> None:
         if day is not None and day.precision == "day":
-            record = self.collected.patients.get(patient) or self.collected.patient(patient)
-            if day.day not in record.contacts:  # most contacts fall on a day already known
-                record.contacts[day.day] = self.ref
+            contacts = self.collected.patient(patient).contacts
+            if day.day not in contacts:  # most contacts fall on a day already known
+                contacts[day.day] = self.ref
 
     def skip(self, patient: str, reason: str, detail: str = "") -> None:
         self.collected.skip(patient, reason, self.ref, detail)

@@ -53,9 +53,10 @@ class Reader:
         self.schemas = schemas
         self.sink = sink  # every problem, with file, line, Type/id and path
         self.mended = False  # whether the last resource read had malformed elements
-        first = first or {}
-        self._decode = {
-            name: _decoding(schema, first.get(name)) for name, schema in schemas.items()
+        self._whole = {name: decoder(schema) for name, schema in schemas.items()}
+        self._first = {
+            name: (decoder(schema), needs_whole)
+            for name, (schema, needs_whole) in (first or {}).items()
         }
         self._names = {name.encode(): name for name in schemas}
         # An export's file holds one type: the last line's type is tried first, in one compare.
@@ -86,9 +87,15 @@ class Reader:
         return True
 
     def _decoded(self, line: bytes, name: str, origin: Origin) -> Resource | None:
-        """The struct of a type a mapper reads; a resource with malformed elements is mended."""
+        """The struct of a type a mapper reads: first in part where it says so, whole when the
+        part read says so; a resource with malformed elements is mended."""
         try:
-            return self._decode[name](line)
+            first = self._first.get(name)
+            if first is not None:
+                resource = first[0](line)
+                if not first[1](resource):
+                    return resource
+            return self._whole[name](line)
         except msgspec.ValidationError:
             return self._mended(line, name, origin)
         except MALFORMED as error:
@@ -138,21 +145,6 @@ class Reader:
                 message += "; resource not used"
             self.sink(InputProblem(origin, ref, fault.path or None, message, patient=patient))
         return decoded.resource
-
-
-def _decoding(schema: type[Resource], first: FirstRead | None) -> Callable[[bytes], Resource]:
-    """How a type's line is decoded: into its struct, or first in part where the type says so
-    and whole only when the part read says so. Raises on any fault."""
-    whole = decoder(schema)
-    if first is None:
-        return whole
-    decode_first, needs_whole = decoder(first[0]), first[1]
-
-    def decode(line: bytes) -> Resource:
-        resource = decode_first(line)
-        return whole(line) if needs_whole(resource) else resource
-
-    return decode
 
 
 def _is_utf8(line: bytes) -> bool:
